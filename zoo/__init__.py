@@ -1,0 +1,52 @@
+"""zoo: one Res2Net model zoo for PyTorch, MindSpore, PaddlePaddle and Jittor.
+
+Importing zoo imports no framework; a framework is imported when a model for it is created.
+"""
+
+from __future__ import annotations
+
+from .errors import ZooError
+from .spec import Res2NetSpec, get_spec, get_variant, list_variants, resolve_name
+
+__version__ = "0.1.0"
+__all__ = ["Res2NetSpec", "ZooError", "create_model", "get_spec", "get_variant", "list_models", "resolve_name"]
+
+
+def list_models() -> list[str]:
+    """Names of every registered variant (aliases resolve through :func:`resolve_name`)."""
+    return [v.name for v in list_variants()]
+
+
+def create_model(
+    name: str | Res2NetSpec,
+    framework: str = "torch",
+    *,
+    weights: str | None = None,
+    num_classes: int | None = None,
+    features_only: bool = False,
+    out_indices=None,
+):
+    """A native model of ``framework`` for a registered name (or alias) or a custom spec.
+
+    weights: a checkpoint file (official/timm ``.pth``, ``.safetensors``, or the framework's own
+        format), loaded strictly: missing, unexpected or mis-shaped tensors raise one error that
+        lists them.
+    num_classes: a new classifier size; with ``weights`` the checkpoint's classifier is then
+        left out (fine-tuning), everything else still loads strictly.
+    features_only: return the stage outputs (``out_indices``, default C2..C5) instead of logits.
+    """
+    from .frameworks import get_backend
+
+    if isinstance(name, Res2NetSpec):
+        spec, label = name, "custom spec"
+    else:
+        label = resolve_name(name)
+        spec = get_spec(label)
+    reset_head = num_classes is not None and num_classes != spec.num_classes
+    if num_classes is not None:
+        spec = spec.replace(num_classes=num_classes)
+    backend = get_backend(framework)
+    model = backend.build_model(spec, features_only=features_only, out_indices=out_indices)
+    if weights is not None:
+        backend.load_weights(model, weights, reset_head=reset_head, model_name=label)
+    return model

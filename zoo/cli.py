@@ -1,0 +1,165 @@
+"""The ``zoo`` command. Thin: parse, call, print. Data goes to stdout, messages to stderr.
+
+Known errors (:class:`zoo.errors.ZooError`) become one line on stderr and their exit code;
+set ZOO_DEBUG=1 for the traceback. No framework is imported unless a command needs one.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from . import spec as zspec
+from .errors import ZooError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Res2Net model zoo for PyTorch, MindSpore, PaddlePaddle and Jittor.",
+    pretty_exceptions_enable=False,
+)
+
+
+def _user_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ZooError as exc:
+            if os.environ.get("ZOO_DEBUG") == "1":
+                raise
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _summary(v: zspec.Variant) -> dict:
+    pub = v.published
+    return {
+        "name": v.name,
+        "title": v.title,
+        "aliases": list(v.aliases),
+        "params": zspec.param_count(v.spec),
+        "gflops": round(zspec.gflops(v.spec), 3),
+        "top1": pub.top1 if pub else None,
+        "top5": pub.top5 if pub else None,
+        "published_params_m": pub.params_m if pub else None,
+        "published_gflops": pub.gflops if pub else None,
+        "weights": [s.tag for s in v.sources],
+    }
+
+
+@app.command("list")
+@_user_errors
+def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print a JSON list for machines.")):
+    """Every variant: parameters, GFLOPs (multiply-adds at 224), published top-1, weights."""
+    rows = [_summary(v) for v in zspec.list_variants()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    header = f"{'name':24} {'params':>8} {'GFLOPs':>7} {'top-1':>6}  {'weights':16} aliases"
+    typer.echo(header)
+    typer.echo("-" * len(header))
+    for r in rows:
+        top1 = f"{r['top1']:.2f}" if r["top1"] is not None else "-"
+        weights = ",".join(r["weights"]) or "none"
+        typer.echo(f"{r['name']:24} {r['params'] / 1e6:7.2f}M {r['gflops']:7.2f} {top1:>6}  "
+                   f"{weights:16} {', '.join(r['aliases'])}")
+
+
+def _info(v: zspec.Variant) -> dict:
+    s = v.spec
+    out = _summary(v)
+    out.update({
+        "spec": {
+            "topology": s.topology, "depths": list(s.depths), "base_width": s.base_width,
+            "scale": s.scale, "cardinality": s.cardinality, "stem": s.stem, "shortcut": s.shortcut,
+            "stage_blocks": s.stage_blocks, "stage_pool_count_pad": s.stage_pool_count_pad,
+            "se": s.se, "channels": list(s.channels), "num_classes": s.num_classes,
+        },
+        "params_with_bn_stats": zspec.param_count(s, with_bn_stats=True),
+        "params_official_checkpoint": zspec.param_count(s, with_unused=True),
+        "gflops_official_code": round(zspec.gflops(s, with_unused=True), 3),
+        "features": [{"index": i, "module": f.module, "channels": f.channels, "reduction": f.reduction}
+                     for i, f in enumerate(zspec.feature_info(s))],
+        "default_out_indices": list(zspec.plan(s).default_out_indices),
+        "preprocessing": {
+            "input_size": v.preprocessing.input_size, "resize_size": v.preprocessing.resize_size,
+            "crop_pct": v.preprocessing.crop_pct, "interpolation": v.preprocessing.interpolation,
+            "mean": list(v.preprocessing.mean), "std": list(v.preprocessing.std),
+        },
+        "published": None if v.published is None else {
+            "params_m": v.published.params_m, "gflops": v.published.gflops,
+            "top1_err": v.published.top1_err, "top5_err": v.published.top5_err,
+        },
+        "sources": [{k: val for k, val in vars(src).items() if val} for src in v.sources],
+        "note": v.note,
+    })
+    return out
+
+
+@app.command("info")
+@_user_errors
+def info_cmd(
+    name: str = typer.Argument(..., help="Variant name or alias, e.g. res2net101_v1b."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+):
+    """Spec, stage channels, preprocessing, published numbers and weight sources of a variant."""
+    v = zspec.get_variant(name)
+    info = _info(v)
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    s = info["spec"]
+    lines = [
+        f"{v.name} ({v.title})" + (f"  aliases: {', '.join(v.aliases)}" if v.aliases else ""),
+        f"  topology {s['topology']}, depths {s['depths']}, width {s['base_width']}, scale {s['scale']}, "
+        f"cardinality {s['cardinality']}, stem {s['stem']}, shortcut {s['shortcut']}, SE {s['se']}",
+        f"  stage blocks: {'strided (dla.py rule)' if s['topology'] == 'dla' else s['stage_blocks']} "
+        f"(last split AvgPool2d(3, stride, padding=1), "
+        f"count_include_pad={s['stage_pool_count_pad']})",
+        f"  params {info['params']:,} trainable; {info['params_with_bn_stats']:,} with BN statistics"
+        + (f"; {info['params_official_checkpoint']:,} in the official checkpoint"
+           if info["params_official_checkpoint"] != info["params"] else ""),
+        f"  GFLOPs (multiply-adds, 224x224) {info['gflops']:.3f}"
+        + (f"; {info['gflops_official_code']:.3f} as the official code computes"
+           if info["gflops_official_code"] != info["gflops"] else ""),
+        "  features: " + ", ".join(f"[{f['index']}] {f['module']} {f['channels']}ch /{f['reduction']}"
+                                   for f in info["features"])
+        + f"  (features_only default {tuple(info['default_out_indices'])})",
+    ]
+    pre = info["preprocessing"]
+    lines.append(f"  preprocessing: resize {pre['resize_size']} {pre['interpolation']}, center crop "
+                 f"{pre['input_size']}, mean {pre['mean']}, std {pre['std']}")
+    if v.published:
+        p = v.published
+        lines.append(f"  published: {p.params_m}M params, {p.gflops} GFLOPs, top-1 {p.top1:.2f}% "
+                     f"(err {p.top1_err}), top-5 {p.top5:.2f}% (err {p.top5_err})")
+    else:
+        lines.append("  published: none")
+    for src in v.sources:
+        where = src.url or f"hf://{src.hf_hub_id}"
+        extra = f" (hub {src.hf_hub_id})" if src.url and src.hf_hub_id else ""
+        lines.append(f"  weights [{src.tag}] {where}{extra}")
+    if not v.sources:
+        lines.append("  weights: none released")
+    if v.note:
+        lines.append(f"  note: {v.note}")
+    typer.echo("\n".join(lines))
+
+
+def main() -> None:  # console-script entry point
+    app(prog_name="zoo")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Per-framework backends, imported lazily.
+
+Each backend package ``zoo.frameworks.<name>`` exposes the same few functions
+(``build_model(spec, ...)``, ``load_weights(model, path, ...)``, ``state_dict(model)``) and is the
+only place its framework is imported. Importing this module imports no framework: the native
+libraries of the frameworks collide inside one process (torch or paddle loaded before mindspore
+breaks mindspore), so nothing may pull one in by accident.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from types import ModuleType
+
+from ..errors import FrameworkNotInstalledError, UnknownNameError
+
+
+@dataclass(frozen=True)
+class Framework:
+    name: str
+    import_name: str       # the top-level module of the framework itself
+    extra: str             # pip extra of res2net-zoo that installs it
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def backend_module(self) -> str:
+        return f"{__name__}.{self.name}"
+
+    def is_installed(self) -> bool:
+        return importlib.util.find_spec(self.import_name) is not None
+
+
+FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (
+    Framework("torch", "torch", "torch", ("pytorch", "pt")),
+)}
+
+_ALIASES = {a: f.name for f in FRAMEWORKS.values() for a in f.aliases}
+
+
+def resolve_framework(name: str) -> Framework:
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key in FRAMEWORKS:
+        return FRAMEWORKS[key]
+    close = difflib.get_close_matches(key, sorted(set(FRAMEWORKS) | set(_ALIASES)), n=2, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UnknownNameError(f"unknown framework {name!r}{hint} (available: {', '.join(FRAMEWORKS)})")
+
+
+def get_backend(name: str) -> ModuleType:
+    """The backend module of a framework; a clear error when the framework is missing."""
+    fw = resolve_framework(name)
+    if not fw.is_installed():
+        raise FrameworkNotInstalledError(
+            f"{fw.name} is not installed; install it with: pip install 'res2net-zoo[{fw.extra}]'"
+        )
+    return importlib.import_module(fw.backend_module)

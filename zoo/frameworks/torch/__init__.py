@@ -1,0 +1,6 @@
+"""PyTorch backend: the only place in zoo that imports torch."""
+
+from .io import load_state, load_weights, read_checkpoint
+from .model import DLA, Bottle2neck, Res2Net, Tree, build_model
+
+__all__ = ["DLA", "Bottle2neck", "Res2Net", "Tree", "build_model", "load_state", "load_weights", "read_checkpoint"]

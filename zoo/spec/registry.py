@@ -1,0 +1,192 @@
+"""The named variants: one line of data each, plus where their weights live and how the
+published models expect their input.
+
+Names are the official release's; timm's (and MindCV's) names are aliases.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+from ..errors import UnknownNameError
+from .model import Res2NetSpec
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Evaluation transform: resize the short side to ``input_size / crop_pct``, center crop
+    ``input_size``, scale to [0, 1], normalize."""
+
+    input_size: int = 224
+    crop_pct: float = 0.875
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    @property
+    def resize_size(self) -> int:
+        return int(self.input_size / self.crop_pct)
+
+
+@dataclass(frozen=True)
+class Published:
+    """The figures of the official table (project page / README), 224x224 ImageNet."""
+
+    params_m: float
+    gflops: float          # multiply-adds
+    top1_err: float
+    top5_err: float
+
+    @property
+    def top1(self) -> float:
+        return round(100.0 - self.top1_err, 2)
+
+    @property
+    def top5(self) -> float:
+        return round(100.0 - self.top5_err, 2)
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """One released checkpoint. ``sha256`` is the full digest when known; official file names
+    carry its first 8 hex digits (torch-hub convention), kept in ``sha256_prefix``."""
+
+    tag: str               # "official", "timm", ...
+    framework: str         # framework whose file this is
+    url: str = ""
+    hf_hub_id: str = ""
+    sha256_prefix: str = ""
+    sha256: str = ""
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1] if self.url else ""
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    title: str
+    spec: Res2NetSpec
+    aliases: tuple[str, ...] = ()
+    published: Published | None = None
+    sources: tuple[WeightSource, ...] = ()
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    timm_name: str = ""    # the same graph in timm, for cross-checks
+    note: str = ""
+
+    @property
+    def has_weights(self) -> bool:
+        return bool(self.sources)
+
+
+_NANKAI = "http://mc.nankai.edu.cn/projects/res2net/pretrainmodels/"
+_KAIZHAO = "http://data.kaizhao.net/projects/res2net/pretrained/"
+_V1B = "https://shanghuagao.oss-cn-beijing.aliyuncs.com/res2net/"
+_TIMM_GH = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-res2net/"
+
+R50, R101, R152, R200 = (3, 4, 6, 3), (3, 4, 23, 3), (3, 8, 36, 3), (3, 24, 36, 3)
+DLA60_LEVELS, DLA60_CHANNELS = (1, 1, 1, 2, 3, 1), (16, 32, 128, 256, 512, 1024)
+V1B = dict(stem="deep", shortcut="avgpool_conv")
+
+
+def _official(base: str, filename: str, timm_hub: str = "", timm_mirror: bool = False):
+    sha_prefix = filename.rsplit("-", 1)[-1].split(".")[0]
+    out = [WeightSource("official", "torch", url=base + filename, sha256_prefix=sha_prefix)]
+    if timm_mirror:
+        out.append(WeightSource("timm", "torch", url=_TIMM_GH + filename, hf_hub_id=timm_hub,
+                                sha256_prefix=sha_prefix))
+    elif timm_hub:
+        out.append(WeightSource("timm", "torch", hf_hub_id=timm_hub))
+    return tuple(out)
+
+
+def _v(name, title, spec, published=None, sources=(), aliases=(), timm_name="", note=""):
+    return Variant(name, title, spec, tuple(aliases), Published(*published) if published else None,
+                   sources, timm_name=timm_name, note=note)
+
+
+# name, title, spec, published (params M, GFLOPs, top-1 err, top-5 err), sources, aliases
+VARIANTS: dict[str, Variant] = {v.name: v for v in (
+    _v("res2net50_26w_4s", "Res2Net-50-26w-4s", Res2NetSpec(R50, 26, 4), (25.70, 4.2, 22.01, 6.15),
+       _official(_NANKAI, "res2net50_26w_4s-06e79181.pth", "timm/res2net50_26w_4s.in1k", True),
+       ("res2net50",), "res2net50_26w_4s"),
+    _v("res2net50_48w_2s", "Res2Net-50-48w-2s", Res2NetSpec(R50, 48, 2), (25.29, 4.2, 22.68, 6.47),
+       _official(_NANKAI, "res2net50_48w_2s-afed724a.pth", "timm/res2net50_48w_2s.in1k", True),
+       timm_name="res2net50_48w_2s"),
+    _v("res2net50_14w_8s", "Res2Net-50-14w-8s", Res2NetSpec(R50, 14, 8), (25.06, 4.2, 21.86, 6.14),
+       _official(_NANKAI, "res2net50_14w_8s-6527dddc.pth", "timm/res2net50_14w_8s.in1k", True),
+       timm_name="res2net50_14w_8s"),
+    _v("res2net50_26w_6s", "Res2Net-50-26w-6s", Res2NetSpec(R50, 26, 6), (37.05, 6.3, 21.42, 5.87),
+       _official(_NANKAI, "res2net50_26w_6s-19041792.pth", "timm/res2net50_26w_6s.in1k", True),
+       timm_name="res2net50_26w_6s"),
+    _v("res2net50_26w_8s", "Res2Net-50-26w-8s", Res2NetSpec(R50, 26, 8), (48.40, 8.3, 20.80, 5.63),
+       _official(_NANKAI, "res2net50_26w_8s-2c7c9f12.pth", "timm/res2net50_26w_8s.in1k", True),
+       timm_name="res2net50_26w_8s"),
+    _v("res2net101_26w_4s", "Res2Net-101-26w-4s", Res2NetSpec(R101, 26, 4), (45.21, 8.1, 20.81, 5.57),
+       _official(_NANKAI, "res2net101_26w_4s-02a759a1.pth", "timm/res2net101_26w_4s.in1k", True),
+       ("res2net101",), "res2net101_26w_4s"),
+    _v("res2next50", "Res2NeXt-50", Res2NetSpec(R50, 4, 4, cardinality=8), (24.67, 4.2, 21.76, 6.09),
+       _official(_KAIZHAO, "res2next50_4s-6ef7e7bf.pth", "timm/res2next50.in1k", True),
+       timm_name="res2next50"),
+    _v("res2net_dla60", "Res2Net-DLA-60",
+       Res2NetSpec(DLA60_LEVELS, 28, 4, topology="dla", channels=DLA60_CHANNELS), (21.15, 4.2, 21.53, 5.80),
+       _official(_KAIZHAO, "res2net_dla60_4s-d88db7f9.pth", "timm/dla60_res2net.in1k", True),
+       ("dla60_res2net",), "dla60_res2net",
+       note="the published 21.15M counts unused projection layers of the official dla.py"),
+    _v("res2next_dla60", "Res2NeXt-DLA-60",
+       Res2NetSpec(DLA60_LEVELS, 4, 4, cardinality=8, topology="dla", channels=DLA60_CHANNELS),
+       (17.33, 3.6, 21.55, 5.86),
+       _official(_KAIZHAO, "res2next_dla60_4s-d327927b.pth", "timm/dla60_res2next.in1k", True),
+       ("dla60_res2next",), "dla60_res2next",
+       note="the published 17.33M counts unused projection layers of the official dla.py"),
+    _v("res2net50_v1b_26w_4s", "Res2Net-v1b-50", Res2NetSpec(R50, 26, 4, **V1B), (25.72, 4.5, 19.73, 4.96),
+       _official(_V1B, "res2net50_v1b_26w_4s-3cf99910.pth", "timm/res2net50d.in1k"),
+       ("res2net50_v1b", "res2net50d"), "res2net50d"),
+    _v("res2net101_v1b_26w_4s", "Res2Net-v1b-101", Res2NetSpec(R101, 26, 4, **V1B), (45.23, 8.3, 18.77, 4.64),
+       _official(_V1B, "res2net101_v1b_26w_4s-0812c246.pth", "timm/res2net101d.in1k"),
+       ("res2net101_v1b", "res2net101d"), "res2net101d"),
+    _v("res2net152_v1b_26w_4s", "Res2Net-v1b-152", Res2NetSpec(R152, 26, 4, **V1B),
+       aliases=("res2net152_v1b",),
+       note="defined in the official res2net_v1b.py; no published figures or checkpoint URL"),
+    _v("res2net200_v1b_26w_4s", "Res2Net-v1b-200", Res2NetSpec(R200, 26, 4, **V1B),
+       aliases=("res2net200_v1b",),
+       note="official v1b family; no published figures or checkpoint URL"),
+    _v("se_res2net50_26w_4s", "SE-Res2Net-50-26w-4s", Res2NetSpec(R50, 26, 4, se=True),
+       aliases=("se_res2net50",),
+       note="paper only (SE before the residual add); no released weights"),
+)}
+
+_ALIASES: dict[str, str] = {a: v.name for v in VARIANTS.values() for a in v.aliases}
+
+
+def _normalize(name: str) -> str:
+    name = name.strip().lower().replace("-", "_")
+    if name.startswith("timm/"):
+        name = name[len("timm/"):]
+    return name.split(".", 1)[0]  # timm's pretrained tags: res2net50d.in1k
+
+
+def resolve_name(name: str) -> str:
+    """Canonical variant name for a name or alias; raises UnknownNameError with suggestions."""
+    key = _normalize(name)
+    if key in VARIANTS:
+        return key
+    if key in _ALIASES:
+        return _ALIASES[key]
+    choices = sorted(set(VARIANTS) | set(_ALIASES))
+    close = difflib.get_close_matches(key, choices, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UnknownNameError(f"unknown model {name!r}{hint} (run `zoo list` for all names)")
+
+
+def get_variant(name: str) -> Variant:
+    return VARIANTS[resolve_name(name)]
+
+
+def list_variants() -> list[Variant]:
+    return list(VARIANTS.values())

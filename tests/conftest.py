@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-FRAMEWORK_MARKERS = {"torch": "torch"}
+FRAMEWORK_MARKERS = {"torch": "torch", "paddle": "paddle"}
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

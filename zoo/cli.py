@@ -157,6 +157,21 @@ def info_cmd(
     typer.echo("\n".join(lines))
 
 
+@app.command("convert")
+@_user_errors
+def convert_cmd(
+    src: str = typer.Argument(..., help="Checkpoint: official/timm .pth, .safetensors, or a native file (.pdparams)."),
+    to: str = typer.Option(..., "--to", help="Target: safetensors, torch, paddle."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Variant; default: from metadata, file name or shapes."),
+    out: Optional[str] = typer.Option(None, "--output", "-o", help="Output file; default: SRC with the target's extension."),
+):
+    """Convert a checkpoint between frameworks, exactly (each framework in its own process)."""
+    from .convert import convert
+
+    path = convert(src, to, model=model, out=out)
+    typer.echo(str(path))
+
+
 def main() -> None:  # console-script entry point
     app(prog_name="zoo")
 

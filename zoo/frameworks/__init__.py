@@ -35,6 +35,7 @@ class Framework:
 
 FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (
     Framework("torch", "torch", "torch", ("pytorch", "pt")),
+    Framework("paddle", "paddle", "paddle", ("paddlepaddle", "pd")),
 )}
 
 _ALIASES = {a: f.name for f in FRAMEWORKS.values() for a in f.aliases}

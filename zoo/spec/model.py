@@ -10,8 +10,9 @@ apart.
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal, Union
 
 Stem = Literal["conv7", "deep"]
@@ -91,6 +92,16 @@ class Res2NetSpec:
 
     def replace(self, **changes) -> "Res2NetSpec":
         return replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Res2NetSpec":
+        try:
+            return cls(**json.loads(text))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"invalid Res2NetSpec JSON: {exc}") from exc
 
     def plan(self) -> "NetworkPlan":
         return _plan_dla(self) if self.topology == "dla" else _plan_resnet(self)

@@ -63,3 +63,69 @@ def load_state(model: torch.nn.Module, state: dict, *, reset_head: bool = False,
                 if not k.endswith("num_batches_tracked") and not (reset_head and k.startswith("fc."))]
     if leftover or result.unexpected_keys:
         raise RuntimeError(f"internal layout mismatch: {leftover} {result.unexpected_keys}")
+
+
+# --- worker commands (see zoo.worker) ---------------------------------------------------------
+
+
+def read_to_safetensors(src: str, out: str) -> None:
+    """A PyTorch file -> canonical safetensors (float32), for processes without torch."""
+    import sys
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    arrays, converted = {}, set()
+    for name, value in read_checkpoint(src).items():
+        if value.is_floating_point() and value.dtype != torch.float32:
+            converted.add(str(value.dtype).replace("torch.", ""))
+            value = value.float()
+        arrays[name] = np.ascontiguousarray(value.detach().cpu().numpy())
+    if converted:
+        print(f"note: {src}: {', '.join(sorted(converted))} tensors converted to float32", file=sys.stderr)
+    save_file(arrays, out, metadata={"zoo.flavour": "torch"})
+
+
+def write_native(state_path: str, out: str) -> None:
+    from ...atomic import atomic_output
+    from .._common import load_canonical_file
+    from .model import build_model
+
+    label, spec, state = load_canonical_file(state_path)
+    model = build_model(spec)
+    load_state(model, state, model_name=label)
+    with atomic_output(out) as tmp:
+        torch.save(model.state_dict(), tmp)
+
+
+def run_jobs(jobs: list[dict]) -> None:
+    import numpy as np
+
+    from ... import create_model
+    from .._common import job_spec
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    for job in jobs:
+        label, spec = job_spec(job)
+        model = create_model(spec, "torch", weights=job.get("weights")).eval()
+        with torch.no_grad():
+            logits = model(torch.from_numpy(np.load(job["input"])))
+        np.save(job["output"], logits.numpy())
+
+
+def calibrate_jobs(jobs: list[dict]) -> None:
+    """Write realistic random weights (see calibrate.py) as canonical safetensors, and
+    optionally as an official-style ``.pth`` (with ``num_batches_tracked``)."""
+    from safetensors.numpy import save_file
+
+    from .._common import job_spec
+    from .calibrate import realistic_model
+
+    for job in jobs:
+        label, spec = job_spec(job)
+        model = realistic_model(spec, seed=job.get("seed", 0), image_size=job.get("size", 64))
+        state = {k: v.numpy().copy() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+        save_file(state, job["out"], metadata={"zoo.model": label, "zoo.spec": spec.to_json(),
+                                               "zoo.source": "realistic random weights", "zoo.flavour": "torch"})
+        if job.get("pth"):
+            torch.save(model.state_dict(), job["pth"])

@@ -1,0 +1,114 @@
+"""``zoo convert``: any supported checkpoint -> canonical state -> any framework's native file.
+
+This process imports no framework: it reads safetensors and numpy pickles itself, has PyTorch
+files read by a torch worker, and has native files written by a worker of the target framework
+(see ``zoo.worker``). Arrays travel through temporary safetensors files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+from .atomic import atomic_output
+from .converters.read import RawState, read_raw
+from .converters.state import match_layout
+from .converters.tables import from_native
+from .errors import CheckpointMismatchError, UnknownNameError, UsageError
+from .spec import Res2NetSpec, get_spec, list_variants, resolve_name
+
+EXTENSIONS = {"safetensors": ".safetensors", "torch": ".pth", "paddle": ".pdparams"}
+TARGETS = tuple(EXTENSIONS)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def canonical(raw: RawState, spec: Res2NetSpec) -> dict:
+    return from_native(raw.tensors, spec, raw.flavour) if raw.flavour != "torch" else raw.tensors
+
+
+def _from_file_name(path: Path) -> str | None:
+    for v in list_variants():
+        if any(s.filename == path.name for s in v.sources):
+            return v.name
+    try:
+        return resolve_name(path.name.split("-", 1)[0].split(".", 1)[0])
+    except UnknownNameError:
+        return None
+
+
+def _fits(raw: RawState, spec: Res2NetSpec) -> bool:
+    try:
+        match_layout(canonical(raw, spec), spec)
+    except CheckpointMismatchError:
+        return False
+    return True
+
+
+def identify_model(raw: RawState, src: Path, model: str | None) -> tuple[str, Res2NetSpec]:
+    """The variant a checkpoint is for: ``--model``, our metadata, an official file name, or the
+    tensor shapes, in that order."""
+    if model:
+        name = resolve_name(model)
+        return name, get_spec(name)
+    if "zoo.spec" in raw.metadata:
+        return raw.metadata.get("zoo.model", "custom spec"), Res2NetSpec.from_json(raw.metadata["zoo.spec"])
+    if raw.metadata.get("zoo.model"):
+        name = resolve_name(raw.metadata["zoo.model"])
+        return name, get_spec(name)
+    name = _from_file_name(src)
+    if name:
+        return name, get_spec(name)
+    matches = [v.name for v in list_variants() if _fits(raw, v.spec)]
+    if len(matches) == 1:
+        return matches[0], get_spec(matches[0])
+    if matches:
+        raise UsageError(f"{src}: the tensors fit several variants ({', '.join(matches)}); pass --model NAME")
+    raise UsageError(f"{src}: the tensors fit no registered variant; pass --model NAME to see what differs")
+
+
+def default_output(src: Path, to: str) -> Path:
+    out = src.with_suffix(EXTENSIONS[to])
+    if out.resolve() == src.resolve():
+        out = src.with_name(f"{src.stem}.converted{EXTENSIONS[to]}")
+    return out
+
+
+def write_canonical(state: dict, path: Path, metadata: dict[str, str]) -> None:
+    from safetensors.numpy import save_file
+
+    with atomic_output(path) as tmp:
+        save_file({k: state[k] for k in state}, str(tmp), metadata=metadata)
+
+
+def convert(src: str | Path, to: str, *, model: str | None = None, out: str | Path | None = None) -> Path:
+    """Convert ``src`` to ``to`` (safetensors, torch, paddle); returns the written path."""
+    from .worker import run_worker
+
+    src = Path(src)
+    to = {"pytorch": "torch", "pt": "torch", "paddlepaddle": "paddle", "pd": "paddle"}.get(to.lower(), to.lower())
+    if to not in TARGETS:
+        raise UsageError(f"cannot convert to {to!r}; choose one of: {', '.join(TARGETS)}")
+    raw = read_raw(src)
+    label, spec = identify_model(raw, src, model)
+    state, _ = match_layout(canonical(raw, spec), spec, model_name=label)
+    out = Path(out) if out else default_output(src, to)
+    if out.exists() and out.resolve() == src.resolve():
+        raise UsageError(f"{out}: the output would overwrite the input; choose another -o")
+    metadata = {"zoo.model": label, "zoo.spec": spec.to_json(), "zoo.source": src.name,
+                "zoo.sha256": sha256_file(src), "zoo.flavour": "torch"}
+    if to == "safetensors":
+        write_canonical(state, out, metadata)
+        return out
+    with tempfile.TemporaryDirectory(prefix="zoo-convert-") as tmp:
+        staged = Path(tmp) / "state.safetensors"
+        write_canonical(state, staged, metadata)
+        run_worker(to, "write", str(staged), str(out))
+    return out

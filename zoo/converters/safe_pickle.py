@@ -1,0 +1,50 @@
+"""A restricted unpickler for the pickle-based formats (Paddle ``.pdparams``, Jittor ``.pkl``).
+
+It admits numpy arrays, dtypes and plain containers, and nothing else: a pickle that asks for
+any other global (``os.system``, ``builtins.eval``, a class to instantiate ...) is refused before
+anything runs. The peers load these files with full pickle, which runs whatever they carry.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+
+from ..errors import CheckpointFormatError, UnsafeCheckpointError
+
+_ALLOWED = {
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("collections", "OrderedDict"),
+    # numpy arrays pickled with protocol 2 carry their bytes through codecs.encode
+    ("_codecs", "encode"),
+}
+
+
+class ForeignGlobalError(UnsafeCheckpointError):
+    def __init__(self, module: str, name: str):
+        super().__init__(f"{module}.{name}")
+        self.module, self.name = module, name
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) in _ALLOWED:
+            return super().find_class(module, name)
+        raise ForeignGlobalError(module, name)
+
+    def persistent_load(self, pid):  # torch's legacy format stores tensors out of band
+        raise ForeignGlobalError("persistent_id", str(pid)[:40])
+
+
+def load_numpy_pickle(path: str | Path) -> object:
+    """Unpickle ``path`` admitting only numpy arrays and plain containers."""
+    data = Path(path).read_bytes()
+    try:
+        return _NumpyOnlyUnpickler(io.BytesIO(data)).load()
+    except ForeignGlobalError:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+        raise CheckpointFormatError(f"{path}: damaged or truncated pickle ({type(exc).__name__}: {exc})") from exc

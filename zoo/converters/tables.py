@@ -1,0 +1,67 @@
+"""Rename and layout rules between the canonical (official PyTorch) layout and each framework.
+
+One table per framework, keyed by the tensor's role in the canonical layout; nothing else in
+the code renames tensors. A rule names the framework's leaf name (the part after the last dot)
+and whether the tensor is stored transposed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..spec import Res2NetSpec, canonical_layout
+
+
+@dataclass(frozen=True)
+class Rule:
+    leaf: str | None = None   # None: same leaf name as torch
+    transpose: bool = False   # stored [in, out] instead of torch's [out, in]
+
+
+TABLES: dict[str, dict[str, Rule]] = {
+    "torch": {},
+    "paddle": {
+        "bn_mean": Rule("_mean"),
+        "bn_var": Rule("_variance"),
+        "linear_weight": Rule(transpose=True),
+    },
+}
+
+
+def native_name(name: str, rule: Rule | None) -> str:
+    if rule is None or rule.leaf is None:
+        return name
+    return f"{name.rsplit('.', 1)[0]}.{rule.leaf}"
+
+
+def to_native(state: Mapping[str, np.ndarray], spec: Res2NetSpec, framework: str,
+              *, features_only: bool = False) -> dict[str, np.ndarray]:
+    """Canonical state (already matched to ``spec``) -> the framework's names and layouts."""
+    table = TABLES[framework]
+    out = {}
+    for t in canonical_layout(spec, features_only=features_only):
+        if t.name not in state:
+            continue
+        rule = table.get(t.role)
+        value = np.asarray(state[t.name])
+        out[native_name(t.name, rule)] = np.ascontiguousarray(value.T) if rule and rule.transpose else value
+    return out
+
+
+def from_native(state: Mapping[str, np.ndarray], spec: Res2NetSpec, framework: str) -> dict[str, np.ndarray]:
+    """The framework's names and layouts -> canonical. Names the spec does not know pass through
+    unchanged, so the strict match afterwards reports them as unexpected."""
+    table = TABLES[framework]
+    canonical_of = {}
+    for t in canonical_layout(spec):
+        rule = table.get(t.role)
+        canonical_of[native_name(t.name, rule)] = (t.name, bool(rule and rule.transpose))
+    out = {}
+    for name, value in state.items():
+        target, transpose = canonical_of.get(name, (name, False))
+        value = np.asarray(value)
+        out[target] = np.ascontiguousarray(value.T) if transpose and value.ndim == 2 else value
+    return out

@@ -1,21 +1,45 @@
-"""Shared fixtures. A framework test whose framework is missing skips locally but fails in CI
-(CI=true), where every framework is installed: a skipped framework proves nothing."""
+"""Shared test policy.
+
+- A framework test whose framework is missing skips locally but fails in CI (CI=true), where
+  every framework is installed: a skipped framework proves nothing.
+- One framework per process: a session that ends with two frameworks imported fails. Run the
+  suite with ``python -m tests``, which gives each framework its own session.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import sys
 
 import pytest
 
-FRAMEWORK_MARKERS = {"torch": "torch", "paddle": "paddle"}
+FRAMEWORK_MODULES = {"torch": "torch", "paddle": "paddle"}
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def pytest_runtest_setup(item):
-    for marker, module in FRAMEWORK_MARKERS.items():
+    for marker, module in FRAMEWORK_MODULES.items():
         if item.get_closest_marker(marker) and importlib.util.find_spec(module) is None:
             message = f"{module} is not installed (pip install -e '.[{marker},test]')"
             if IN_CI:
                 pytest.fail(f"CI must run every framework's tests: {message}")
             pytest.skip(message)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    loaded = sorted(m for m in FRAMEWORK_MODULES.values() if m in sys.modules)
+    if len(loaded) > 1:
+        print(f"\nERROR: one test session imported several frameworks: {loaded}; "
+              "run the suite with `python -m tests`", file=sys.stderr)
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    path = os.environ.get("ZOO_TEST_SUMMARY")
+    if path:
+        stats = terminalreporter.stats
+        counts = {k: len(stats.get(k, [])) for k in ("passed", "failed", "skipped", "error")}
+        with open(path, "w") as f:
+            json.dump(counts, f)

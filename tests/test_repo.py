@@ -14,7 +14,7 @@ def _readme_commands() -> list[str]:
 def test_readme_opens_with_two_commands():
     commands = _readme_commands()
     assert len(commands) == 2
-    assert "zoo " in commands[0] and "pytest" in commands[1]
+    assert "zoo " in commands[0] and "-m tests" in commands[1]
 
 
 def test_ci_runs_the_readme_test_command_verbatim():

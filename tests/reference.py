@@ -1,0 +1,48 @@
+"""PyTorch references for the other frameworks' tests, made in torch worker processes so the
+test process itself never imports torch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from zoo.worker import run_worker
+
+PARITY_LIMIT = 1e-4  # ../shared/DESIGN.md: max|d| / max(1, max|ref|), fp32, CPU
+
+
+def relative_diff(candidate: np.ndarray, reference: np.ndarray) -> float:
+    return float(np.abs(candidate - reference).max() / max(1.0, float(np.abs(reference).max())))
+
+
+def images(path: Path, size: int, batch: int = 2, seed: int = 1) -> Path:
+    x = np.random.default_rng(seed).standard_normal((batch, 3, size, size)).astype(np.float32)
+    np.save(path, x)
+    return path
+
+
+def _run(command: str, jobs: list[dict], directory: Path) -> None:
+    job_file = directory / f"{command}-jobs.json"
+    job_file.write_text(json.dumps(jobs))
+    run_worker("torch", command, str(job_file))
+
+
+def calibrated(directory: Path, names: list[str], size: int = 64, pth: bool = False) -> dict[str, Path]:
+    """Realistic random weights per variant as canonical safetensors (and official-style .pth)."""
+    out = {n: directory / f"{n}-{size}.safetensors" for n in names}
+    jobs = [{"model": n, "out": str(p), "size": size} | ({"pth": str(p.with_suffix(".pth"))} if pth else {})
+            for n, p in out.items()]
+    _run("calibrate", jobs, directory)
+    return out
+
+
+def torch_logits(directory: Path, runs: dict[str, tuple[Path, Path]]) -> dict[str, np.ndarray]:
+    """runs: key -> (model name, weights file, input .npy) gives key -> torch logits."""
+    jobs, outputs = [], {}
+    for key, (name, weights, inputs) in runs.items():
+        outputs[key] = directory / f"torch-{key}.npy"
+        jobs.append({"model": name, "weights": str(weights), "input": str(inputs), "output": str(outputs[key])})
+    _run("logits", jobs, directory)
+    return {k: np.load(p) for k, p in outputs.items()}

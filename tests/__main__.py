@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 
-OTHER_FRAMEWORKS = ("paddle",)
+OTHER_FRAMEWORKS = ("paddle", "mindspore", "jittor")
 GROUPS = [("core+torch", " and ".join(f"not {fw}" for fw in OTHER_FRAMEWORKS))] + [
     (fw, fw) for fw in OTHER_FRAMEWORKS
 ]

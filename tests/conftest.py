@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-FRAMEWORK_MODULES = {"torch": "torch", "paddle": "paddle"}
+FRAMEWORK_MODULES = {"torch": "torch", "paddle": "paddle", "mindspore": "mindspore", "jittor": "jittor"}
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

@@ -22,6 +22,8 @@ def create_model(
     framework: str = "torch",
     *,
     weights: str | None = None,
+    pretrained: bool = False,
+    source: str = "official",
     num_classes: int | None = None,
     features_only: bool = False,
     out_indices=None,
@@ -31,12 +33,19 @@ def create_model(
     weights: a checkpoint file (official/timm ``.pth``, ``.safetensors``, or the framework's own
         format), loaded strictly: missing, unexpected or mis-shaped tensors raise one error that
         lists them.
+    pretrained: download the released weights (``source``: official or timm) once, verify
+        them, convert them once to this framework, all cached under ``$ZOO_HOME``.
     num_classes: a new classifier size; with ``weights`` the checkpoint's classifier is then
         left out (fine-tuning), everything else still loads strictly.
     features_only: return the stage outputs (``out_indices``, default C2..C5) instead of logits.
     """
+    from .errors import UsageError
     from .frameworks import get_backend
 
+    if pretrained and weights is not None:
+        raise UsageError("give either weights=PATH or pretrained=True, not both")
+    if pretrained and isinstance(name, Res2NetSpec):
+        raise UsageError("pretrained weights exist for registered names only; pass weights=PATH")
     if isinstance(name, Res2NetSpec):
         spec, label = name, "custom spec"
     else:
@@ -46,6 +55,10 @@ def create_model(
     if num_classes is not None:
         spec = spec.replace(num_classes=num_classes)
     backend = get_backend(framework)
+    if pretrained:
+        from .hub import fetch
+
+        weights = fetch(label, framework, source=source)
     model = backend.build_model(spec, features_only=features_only, out_indices=out_indices)
     if weights is not None:
         backend.load_weights(model, weights, reset_head=reset_head, model_name=label)

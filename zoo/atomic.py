@@ -25,7 +25,8 @@ def atomic_output(path: str | Path):
     if not directory.is_dir():
         raise OutputError(f"{path}: the directory {directory} does not exist; create it first")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=directory)
+        # Keep the extension last: some writers (MindSpore) append their own otherwise.
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{path.suffix}", dir=directory)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write in {directory} ({exc.strerror})") from exc
     os.close(fd)

@@ -172,6 +172,21 @@ def convert_cmd(
     typer.echo(str(path))
 
 
+@app.command("download")
+@_user_errors
+def download_cmd(
+    name: str = typer.Argument(..., help="Variant name or alias."),
+    framework: Optional[str] = typer.Option(None, "--framework", "-f",
+                                            help="Convert once to this framework; default: the checkpoint as released."),
+    source: str = typer.Option("official", "--source", help="official or timm."),
+    sources: Optional[str] = typer.Option(None, "--sources", help="JSON manifest of mirrors (default: $ZOO_SOURCES)."),
+):
+    """Fetch pretrained weights once, verify them, convert once; prints the file's path last."""
+    from .hub import fetch
+
+    typer.echo(str(fetch(name, framework, source=source, sources_file=sources)))
+
+
 def main() -> None:  # console-script entry point
     app(prog_name="zoo")
 

@@ -18,7 +18,7 @@ from .converters.tables import from_native
 from .errors import CheckpointMismatchError, UnknownNameError, UsageError
 from .spec import Res2NetSpec, get_spec, list_variants, resolve_name
 
-EXTENSIONS = {"safetensors": ".safetensors", "torch": ".pth", "paddle": ".pdparams"}
+EXTENSIONS = {"safetensors": ".safetensors", "torch": ".pth", "paddle": ".pdparams", "mindspore": ".ckpt", "jittor": ".pkl"}
 TARGETS = tuple(EXTENSIONS)
 
 
@@ -93,7 +93,8 @@ def convert(src: str | Path, to: str, *, model: str | None = None, out: str | Pa
     from .worker import run_worker
 
     src = Path(src)
-    to = {"pytorch": "torch", "pt": "torch", "paddlepaddle": "paddle", "pd": "paddle"}.get(to.lower(), to.lower())
+    to = {"pytorch": "torch", "pt": "torch", "paddlepaddle": "paddle", "pd": "paddle", "ms": "mindspore", "jt": "jittor"}.get(
+        to.lower(), to.lower())
     if to not in TARGETS:
         raise UsageError(f"cannot convert to {to!r}; choose one of: {', '.join(TARGETS)}")
     raw = read_raw(src)

@@ -7,6 +7,7 @@ in a child process that imports exactly one framework; arrays travel through saf
     python -m zoo.worker FRAMEWORK read SRC OUT.safetensors         native file -> canonical
     python -m zoo.worker FRAMEWORK write MODEL STATE.safetensors OUT canonical -> native file
     python -m zoo.worker FRAMEWORK logits JOBS.json                 run models on .npy inputs
+    python -m zoo.worker FRAMEWORK eval JOB.json                    ImageNet-style evaluation
     python -m zoo.worker torch calibrate JOBS.json                  realistic random weights
 """
 
@@ -56,10 +57,19 @@ def _main(argv: list[str]) -> int:
         backend.read_to_safetensors(*args)
     elif command == "write":
         backend.write_native(*args)
-    elif command in ("logits", "calibrate"):
+    elif command == "logits":
+        from .frameworks._common import run_jobs
+
         with open(args[0]) as f:
-            jobs = json.load(f)
-        (backend.run_jobs if command == "logits" else backend.calibrate_jobs)(jobs)
+            run_jobs(framework, json.load(f))
+    elif command == "eval":
+        from .evaluate import run_eval_job
+
+        with open(args[0]) as f:
+            run_eval_job(framework, json.load(f))
+    elif command == "calibrate":
+        with open(args[0]) as f:
+            backend.calibrate_jobs(json.load(f))
     else:
         raise errors.UsageError(f"unknown worker command {command!r}")
     return 0

@@ -1,8 +1,9 @@
 """Read any supported checkpoint into numpy without importing a framework in this process.
 
 safetensors and the numpy pickles (Paddle, later Jittor) are read here; PyTorch files need
-torch's own ``weights_only`` reader, so they are read by a torch worker process and handed over
-as a temporary safetensors file.
+torch's own ``weights_only`` reader and MindSpore ``.ckpt`` (protobuf) MindSpore's parser, so
+they are read by a worker process of that framework and handed over as a temporary
+safetensors file.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ _PADDLE_EXTRAS = ("StructuredToParameterName@@",)
 @dataclass
 class RawState:
     tensors: dict[str, np.ndarray]
-    flavour: str                      # whose names/layouts: "torch" (canonical) or "paddle"
+    flavour: str                      # whose names/layouts: "torch" (canonical), "paddle", "mindspore"
     metadata: dict[str, str] = field(default_factory=dict)
 
 
@@ -53,13 +54,15 @@ def read_raw(path: str | Path) -> RawState:
     if fmt == "safetensors":
         return read_safetensors(path)
     if fmt == "torch-zip":
-        return _read_with_torch(path)
+        return _read_with_worker("torch", path)
+    if fmt == "mindspore-ckpt":
+        return _read_with_worker("mindspore", path)
     if fmt == "pickle":
         try:
             obj = load_numpy_pickle(path)
         except ForeignGlobalError as exc:
             if exc.module.split(".")[0] == "torch" or exc.module == "persistent_id":
-                return _read_with_torch(path)  # legacy torch.save format; torch reads it safely
+                return _read_with_worker("torch", path)  # legacy torch.save format; torch reads it safely
             raise UnsafeCheckpointError(
                 f"{path}: refused, the pickle asks for {exc.module}.{exc.name}, which could run code; "
                 "only arrays and plain containers are loaded"
@@ -71,12 +74,21 @@ def read_raw(path: str | Path) -> RawState:
     raise CheckpointFormatError(f"{path}: a {fmt} file is not supported here yet")
 
 
-def _read_with_torch(path: Path) -> RawState:
+def _read_with_worker(framework: str, path: Path) -> RawState:
     from ..worker import run_worker
 
     with tempfile.TemporaryDirectory(prefix="zoo-read-") as tmp:
         out = Path(tmp) / "state.safetensors"
-        run_worker("torch", "read", str(path), str(out))
+        run_worker(framework, "read", str(path), str(out))
         raw = read_safetensors(out)
-    raw.flavour = "torch"
+    raw.flavour = framework
     return raw
+
+
+def read_canonical(path: str | Path, spec) -> dict[str, np.ndarray]:
+    """Any supported file as a canonical state for ``spec`` (names and layouts of the official
+    release); not yet checked against the layout."""
+    from .tables import from_native
+
+    raw = read_raw(path)
+    return from_native(raw.tensors, spec, raw.flavour) if raw.flavour != "torch" else raw.tensors

@@ -7,9 +7,12 @@ anything runs. The peers load these files with full pickle, which runs whatever 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import CheckpointFormatError, UnsafeCheckpointError
 
@@ -23,6 +26,14 @@ _ALLOWED = {
 }
 
 
+# Jittor pickles each Var as ``Var(ndarray)``; the array is all we need, so the constructor is
+# replaced by one that returns it, and jittor is never imported.
+_STAND_INS = {("jittor", "jittor_core.Var"): np.asarray, ("jittor_core", "Var"): np.asarray}
+# Jittor's safepickle appends sha1(pickle) and this marker.
+_JITTOR_TRAILER = b"HCAJSLHD"
+_SHA1_BYTES = 20
+
+
 class ForeignGlobalError(UnsafeCheckpointError):
     def __init__(self, module: str, name: str):
         super().__init__(f"{module}.{name}")
@@ -33,6 +44,8 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
+        if (module, name) in _STAND_INS:
+            return _STAND_INS[(module, name)]
         raise ForeignGlobalError(module, name)
 
     def persistent_load(self, pid):  # torch's legacy format stores tensors out of band
@@ -42,6 +55,11 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 def load_numpy_pickle(path: str | Path) -> object:
     """Unpickle ``path`` admitting only numpy arrays and plain containers."""
     data = Path(path).read_bytes()
+    if data.endswith(_JITTOR_TRAILER) and len(data) > len(_JITTOR_TRAILER) + _SHA1_BYTES:
+        body = data[: -len(_JITTOR_TRAILER) - _SHA1_BYTES]
+        if hashlib.sha1(body).digest() != data[len(body): len(body) + _SHA1_BYTES]:
+            raise CheckpointFormatError(f"{path}: damaged Jittor file (checksum mismatch)")
+        data = body
     try:
         return _NumpyOnlyUnpickler(io.BytesIO(data)).load()
     except ForeignGlobalError:

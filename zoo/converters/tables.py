@@ -23,6 +23,13 @@ class Rule:
 
 TABLES: dict[str, dict[str, Rule]] = {
     "torch": {},
+    "jittor": {},  # torch's names and layouts
+    "mindspore": {
+        "bn_weight": Rule("gamma"),
+        "bn_bias": Rule("beta"),
+        "bn_mean": Rule("moving_mean"),
+        "bn_var": Rule("moving_variance"),
+    },
     "paddle": {
         "bn_mean": Rule("_mean"),
         "bn_var": Rule("_variance"),
@@ -65,3 +72,14 @@ def from_native(state: Mapping[str, np.ndarray], spec: Res2NetSpec, framework: s
         value = np.asarray(value)
         out[target] = np.ascontiguousarray(value.T) if transpose and value.ndim == 2 else value
     return out
+
+
+def native_state(state: Mapping[str, np.ndarray], spec: Res2NetSpec, framework: str, *, model_name: str = "",
+                 features_only: bool = False, reset_head: bool = False) -> dict[str, np.ndarray]:
+    """Check a canonical state strictly against ``spec`` and return it in ``framework``'s names
+    and layouts, as float32."""
+    from .state import match_layout
+
+    kept, _ = match_layout(state, spec, model_name=model_name, features_only=features_only, reset_head=reset_head)
+    native = to_native(kept, spec, framework, features_only=features_only)
+    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in native.items()}

@@ -36,6 +36,8 @@ class Framework:
 FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (
     Framework("torch", "torch", "torch", ("pytorch", "pt")),
     Framework("paddle", "paddle", "paddle", ("paddlepaddle", "pd")),
+    Framework("mindspore", "mindspore", "mindspore", ("ms",)),
+    Framework("jittor", "jittor", "jittor", ("jt",)),
 )}
 
 _ALIASES = {a: f.name for f in FRAMEWORKS.values() for a in f.aliases}

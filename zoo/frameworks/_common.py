@@ -29,3 +29,28 @@ def job_spec(job: dict) -> tuple[str, Res2NetSpec]:
         return "custom spec", Res2NetSpec.from_json(job["spec"])
     name = resolve_name(job["model"])
     return name, get_spec(name)
+
+
+def runner_class(framework: str):
+    """The backend's Runner (imports the backend package first, which configures e.g. Jittor)."""
+    import importlib
+
+    from . import resolve_framework
+
+    return importlib.import_module(f"{resolve_framework(framework).backend_module}.runner").Runner
+
+
+def run_jobs(framework: str, jobs: list[dict]) -> None:
+    """Worker command ``logits``: each job runs one model on one ``.npy`` batch and saves the
+    logits (``.npy``), or with ``features`` every stage output too (``.npz``)."""
+    runner_cls = runner_class(framework)
+    for job in jobs:
+        runner = runner_cls(job.get("device", "cpu"), job.get("mode"))
+        _, spec = job_spec(job)
+        batch = np.load(job["input"])
+        logits = runner(runner.load(spec, job.get("weights")), batch)
+        if job.get("features"):
+            feats = runner(runner.load(spec, job.get("weights"), features=True), batch)
+            np.savez(job["output"], logits=logits, **{f"feature{i}": f for i, f in enumerate(feats)})
+        else:
+            np.save(job["output"], logits)

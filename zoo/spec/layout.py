@@ -130,7 +130,8 @@ def unused_official_tensors(plan: NetworkPlan) -> list[TensorSpec]:
 # Multiply-adds. Counted as the published tables do: convolutions and the classifier.
 
 
-def _conv_out(size: int, k: int, stride: int, pad: int, ceil_mode: bool = False) -> int:
+def window_output_size(size: int, k: int, stride: int, pad: int, ceil_mode: bool = False) -> int:
+    """Output length of a conv or pool window along one axis, with torch's ceil-mode rule."""
     span = size + 2 * pad - k
     out = (-(-span // stride) if ceil_mode else span // stride) + 1
     if ceil_mode and (out - 1) * stride >= size + pad:  # torch: last window must start inside
@@ -145,7 +146,7 @@ class _MacCounter:
 
     def conv(self, hw, in_chs, out_chs, k, stride=1, groups=1, pad=None):
         pad = (k - 1) // 2 if pad is None else pad
-        h, w = (_conv_out(s, k, stride, pad) for s in hw)
+        h, w = (window_output_size(s, k, stride, pad) for s in hw)
         self.macs += h * w * out_chs * (in_chs // groups) * k * k
         return h, w
 
@@ -160,12 +161,12 @@ class _MacCounter:
         if b.shortcut == "conv":
             self.conv(hw, b.in_chs, b.out_chs, 1, b.stride)
         elif b.shortcut == "avgpool_conv":
-            pooled = tuple(_conv_out(s, b.stride, b.stride, 0, ceil_mode=True) for s in hw)
+            pooled = tuple(window_output_size(s, b.stride, b.stride, 0, ceil_mode=True) for s in hw)
             self.conv(pooled, b.in_chs, b.out_chs, 1)
         return out_hw
 
     def tree(self, t: TreePlan, hw):
-        bottom = tuple(_conv_out(s, t.stride, t.stride, 0) for s in hw) if t.stride > 1 else hw
+        bottom = tuple(window_output_size(s, t.stride, t.stride, 0) for s in hw) if t.stride > 1 else hw
         # The official dla.py computes the unused projections too (and discards them).
         if t.project or (self.with_unused and t.unused_project):
             self.conv(bottom, t.in_chs, t.out_chs, 1)
@@ -185,7 +186,7 @@ def count_macs(plan: NetworkPlan, image_size: int | tuple[int, int] = 224, *,
     for c in plan.stem:
         hw = counter.conv(hw, c.in_chs, c.out_chs, c.kernel, c.stride)
     if plan.stem_pool:
-        hw = tuple(_conv_out(s, 3, 2, 1) for s in hw)
+        hw = tuple(window_output_size(s, 3, 2, 1) for s in hw)
     for stage in plan.stages:
         for item in stage:
             if isinstance(item, ConvBN):

@@ -98,21 +98,6 @@ def write_native(state_path: str, out: str) -> None:
         torch.save(model.state_dict(), tmp)
 
 
-def run_jobs(jobs: list[dict]) -> None:
-    import numpy as np
-
-    from ... import create_model
-    from .._common import job_spec
-
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    for job in jobs:
-        label, spec = job_spec(job)
-        model = create_model(spec, "torch", weights=job.get("weights")).eval()
-        with torch.no_grad():
-            logits = model(torch.from_numpy(np.load(job["input"])))
-        np.save(job["output"], logits.numpy())
-
-
 def calibrate_jobs(jobs: list[dict]) -> None:
     """Write realistic random weights (see calibrate.py) as canonical safetensors, and
     optionally as an official-style ``.pth`` (with ``num_batches_tracked``)."""

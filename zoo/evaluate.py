@@ -1,0 +1,110 @@
+"""ImageNet-style evaluation with one preprocessing for every framework.
+
+Decoding, resizing (short side), center cropping and normalizing are done here with Pillow and
+numpy, so every framework sees the same tensors; only the forward pass is the framework's. The
+evaluation runs inside a worker process of the framework (``zoo.worker FW eval``).
+
+Data: the standard folder layout (``DIR/<wnid>/*.JPEG``, classes in sorted order) or a list
+file (``relative/path label`` per line, paths relative to the list file's directory).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UsageError
+from .spec import Preprocessing
+
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp"}
+
+
+def list_samples(data: str | Path) -> tuple[list[tuple[Path, int]], list[str]]:
+    """(path, label) pairs and the class names."""
+    data = Path(data)
+    if data.is_dir():
+        classes = sorted(d.name for d in data.iterdir() if d.is_dir())
+        samples = [(p, label) for label, c in enumerate(classes)
+                   for p in sorted((data / c).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+    elif data.is_file():
+        samples, classes = [], []
+        for number, line in enumerate(data.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rel, label = line.rsplit(maxsplit=1)
+                samples.append((data.parent / rel, int(label)))
+            except ValueError:
+                raise UsageError(f"{data}:{number}: expected 'relative/path label', got {line!r}") from None
+    else:
+        raise UsageError(f"{data}: no such directory or list file")
+    if not samples:
+        raise UsageError(f"{data}: no images found (expected DIR/<class>/*.JPEG or a list file)")
+    return samples, classes
+
+
+def preprocess(path: Path, pre: Preprocessing) -> np.ndarray:
+    """CHW float32: RGB, short side resized to ``pre.resize_size``, center crop, normalized."""
+    from PIL import Image
+
+    resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[pre.interpolation]
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        w, h = img.size
+        target = pre.resize_size
+        size = (target, int(target * h / w)) if w <= h else (int(target * w / h), target)
+        if (w, h) != size:
+            img = img.resize(size, resample)
+        w, h = img.size
+        crop = pre.input_size
+        left, top = int(round((w - crop) / 2.0)), int(round((h - crop) / 2.0))
+        img = img.crop((left, top, left + crop, top + crop))
+        arr = np.asarray(img, dtype=np.float32) / 255.0
+    arr = (arr - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def run_eval_job(framework: str, job: dict) -> None:
+    """Worker command ``eval``: writes a JSON result (and optionally the predictions)."""
+    from tqdm import tqdm
+
+    from .frameworks._common import job_spec, runner_class
+
+    _, spec = job_spec(job)
+    pre = Preprocessing(**job["preprocessing"])
+    samples, _ = list_samples(job["data"])
+    if job.get("limit"):
+        samples = samples[: job["limit"]]
+    runner = runner_class(framework)(job.get("device", "cpu"), job.get("mode"))
+    model = runner.load(spec, job.get("weights"))
+    batch_size = job.get("batch_size", 32)
+    top1 = top5 = 0
+    predictions, infer_seconds = [], 0.0
+    wall = time.perf_counter()
+    with tqdm(total=len(samples), unit="img", file=sys.stderr, desc=f"eval {framework}", disable=None) as bar:
+        for start in range(0, len(samples), batch_size):
+            chunk = samples[start:start + batch_size]
+            batch = np.stack([preprocess(p, pre) for p, _ in chunk])
+            labels = np.array([label for _, label in chunk])
+            t = time.perf_counter()
+            logits = runner(model, batch)
+            infer_seconds += time.perf_counter() - t
+            ranked = np.argsort(-logits, axis=1, kind="stable")[:, :5]
+            top1 += int((ranked[:, 0] == labels).sum())
+            top5 += int((ranked == labels[:, None]).any(axis=1).sum())
+            predictions.extend(int(i) for i in ranked[:, 0])
+            bar.update(len(chunk))
+    n = len(samples)
+    result = {
+        "framework": framework, "device": job.get("device", "cpu"), "images": n,
+        "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n,
+        "images_per_s": n / infer_seconds if infer_seconds else None,
+        "wall_s": time.perf_counter() - wall,
+    }
+    if job.get("predictions"):
+        np.save(job["predictions"], np.array(predictions, dtype=np.int64))
+    Path(job["output"]).write_text(json.dumps(result))

@@ -1,0 +1,56 @@
+"""Jittor checkpoint files in and out.
+
+A Jittor ``.pkl`` is a pickle: it is read with zoo's numpy-only unpickler. Jittor's own
+``load_parameters`` only logs unknown keys and wrong shapes and never raises, so the key set and
+shapes are checked against the canonical layout before anything is loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jittor as jt
+
+from ...converters.read import read_canonical
+from ...converters.tables import native_state
+
+FRAMEWORK = "jittor"
+
+
+def load_state(model, state: dict, *, reset_head: bool = False, model_name: str = "") -> None:
+    """Load a canonical state (official names, torch layouts) strictly."""
+    native = native_state(state, model.spec, FRAMEWORK, model_name=model_name,
+                          features_only=model.features_only, reset_head=reset_head)
+    own = model.state_dict()
+    missing = [k for k in own if k not in native and not (reset_head and k.startswith("fc."))]
+    unexpected = [k for k in native if k not in own]
+    wrong = [k for k in native if k in own and tuple(own[k].shape) != native[k].shape]
+    if missing or unexpected or wrong:
+        raise RuntimeError(f"internal layout mismatch: {missing[:5]} {unexpected[:5]} {wrong[:5]}")
+    model.load_parameters(native)
+
+
+def load_weights(model, path: str | Path, *, reset_head: bool = False, model_name: str = ""):
+    load_state(model, read_canonical(path, model.spec), reset_head=reset_head, model_name=model_name)
+    return model
+
+
+# --- worker commands (see zoo.worker) ---------------------------------------------------------
+
+
+def read_to_safetensors(src: str, out: str) -> None:
+    from ...errors import UsageError
+
+    raise UsageError("Jittor .pkl files are read without jittor; no worker needed")
+
+
+def write_native(state_path: str, out: str) -> None:
+    from ...atomic import atomic_output
+    from .._common import load_canonical_file
+    from .model import build_model
+
+    label, spec, state = load_canonical_file(state_path)
+    model = build_model(spec)
+    load_state(model, state, model_name=label)
+    with atomic_output(out) as tmp:
+        model.save(str(tmp))  # Jittor's own format: pickle + sha1 trailer, read back by jt.load

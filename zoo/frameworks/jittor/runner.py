@@ -1,0 +1,37 @@
+"""Inference for the worker commands (``logits``, ``eval``): numpy in, numpy out."""
+
+from __future__ import annotations
+
+import jittor as jt
+import numpy as np
+
+from ...errors import UsageError
+
+
+class Runner:
+    framework = "jittor"
+    modes = ("lazy", "eager")
+
+    def __init__(self, device: str = "cpu", mode: str | None = None):
+        if device == "gpu":
+            if not jt.has_cuda:
+                raise UsageError("jittor found no usable CUDA; use --device cpu")
+            jt.flags.use_cuda = 1
+        elif device == "ascend":
+            raise UsageError("jittor has no Ascend backend; use --device cpu or gpu")
+        jt.flags.lazy_execution = 0 if mode == "eager" else 1
+
+    def load(self, spec, weights, features: bool = False):
+        from ... import create_model
+
+        out_indices = range(len(spec.plan().features)) if features else None
+        model = create_model(spec, "jittor", weights=weights, features_only=features, out_indices=out_indices)
+        model.eval()
+        return model
+
+    def __call__(self, model, batch: np.ndarray):
+        with jt.no_grad():
+            out = model(jt.array(batch))
+        if isinstance(out, (list, tuple)):
+            return [o.numpy() for o in out]
+        return out.numpy()

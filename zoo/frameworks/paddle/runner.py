@@ -1,0 +1,40 @@
+"""Inference for the worker commands (``logits``, ``eval``): numpy in, numpy out."""
+
+from __future__ import annotations
+
+import numpy as np
+import paddle
+
+from ...errors import UsageError
+
+
+class Runner:
+    framework = "paddle"
+    modes = ("dynamic", "to_static")
+
+    def __init__(self, device: str = "cpu", mode: str | None = None):
+        if device == "gpu" and not paddle.device.is_compiled_with_cuda():
+            raise UsageError("this paddle build has no CUDA support; use --device cpu")
+        if device == "ascend":
+            raise UsageError("paddle's Ascend support is a separate build; use --device cpu or gpu")
+        paddle.set_device("gpu" if device == "gpu" else "cpu")
+        self.static = mode == "to_static"
+
+    def load(self, spec, weights, features: bool = False):
+        from ... import create_model
+
+        out_indices = range(len(spec.plan().features)) if features else None
+        model = create_model(spec, "paddle", weights=weights, features_only=features, out_indices=out_indices)
+        model.eval()
+        if self.static:
+            shape = [None, spec.in_chans, None, None]
+            model = paddle.jit.to_static(model, input_spec=[paddle.static.InputSpec(shape, "float32")],
+                                         full_graph=True)
+        return model
+
+    def __call__(self, model, batch: np.ndarray):
+        with paddle.no_grad():
+            out = model(paddle.to_tensor(batch))
+        if isinstance(out, (list, tuple)):
+            return [o.numpy() for o in out]
+        return out.numpy()

@@ -1,0 +1,242 @@
+"""Pretrained weights: where they live, a verified download cache, one conversion per framework.
+
+Cache layout under ``$ZOO_HOME`` (default: the platform's user cache dir, ``res2net-zoo``)::
+
+    blobs/sha256/<digest>                    verified downloads, content-addressed
+    refs/<key>.json                          source URL -> digest and size (found again offline)
+    partial/<key>.part                       an interrupted transfer, resumed with HTTP Range
+    native/<framework>/<digest>/<model><ext> the download converted once, keyed by its checksum
+    locks/<key>.lock                         one lock per file: concurrent processes share a transfer
+
+The transfer uses requests (streaming, Range) under filelock with a tqdm progress bar on stderr.
+pooch was the first choice but cannot resume an interrupted transfer or lock a file across
+processes; huggingface_hub does both but only for files of hub repositories, while the official
+release serves plain URLs. Nothing enters ``blobs/`` before its size and checksum are verified,
+and a file that fails verification is deleted.
+
+Mirrors and air-gapped sites: a JSON manifest (``ZOO_SOURCES=/path/sources.json`` or
+``--sources``) adds or overrides sources:
+``{"res2net50_26w_4s": {"url": "http://host/res2net50_26w_4s.pth", "sha256": "<64 hex>"}}``.
+``ZOO_OFFLINE=1`` uses only the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .atomic import atomic_output
+from .errors import DownloadError, UsageError
+from .spec import get_variant, resolve_name
+
+HF_ENDPOINT_DEFAULT = "https://huggingface.co"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_NAME_PREFIX = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")  # torch-hub: name-<sha256 prefix>.pth
+_CHUNK = 1 << 20
+_ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class Source:
+    model: str
+    url: str
+    tag: str
+    sha256: str = ""         # full digest when published or given by a manifest
+    sha256_prefix: str = ""  # the official file names' prefix
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(self.url.encode()).hexdigest()[:32]
+
+    def check(self, digest: str) -> None:
+        if self.sha256 and digest != self.sha256:
+            raise DownloadError(f"checksum mismatch for {self.url}: expected sha256 {self.sha256}, got {digest}; "
+                                "the download was deleted")
+        if self.sha256_prefix and not digest.startswith(self.sha256_prefix):
+            raise DownloadError(f"checksum mismatch for {self.url}: expected sha256 starting "
+                                f"{self.sha256_prefix}, got {digest}; the download was deleted")
+
+
+def zoo_home() -> Path:
+    if os.environ.get("ZOO_HOME"):
+        return Path(os.environ["ZOO_HOME"]).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("res2net-zoo"))
+
+
+def offline() -> bool:
+    return os.environ.get("ZOO_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def load_manifest(path: str | Path | None = None) -> dict[str, dict]:
+    path = path or os.environ.get("ZOO_SOURCES")
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise UsageError(f"sources manifest {path}: cannot read it ({exc.strerror})") from exc
+    except ValueError as exc:
+        raise UsageError(f"sources manifest {path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"sources manifest {path}: expected an object of model name -> {{url, sha256}}")
+    manifest = {}
+    for name, entry in data.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+            raise UsageError(f"sources manifest {path}: entry {name!r} needs a \"url\"")
+        sha = str(entry.get("sha256", "")).lower()
+        if sha and not _HEX64.match(sha):
+            raise UsageError(f"sources manifest {path}: entry {name!r} has a sha256 that is not 64 hex digits")
+        manifest[resolve_name(name)] = {"url": entry["url"], "sha256": sha}
+    return manifest
+
+
+def _prefix_from_url(url: str) -> str:
+    m = _NAME_PREFIX.search(url.rsplit("/", 1)[-1])
+    return m.group(1) if m else ""
+
+
+def resolve_source(name: str, source: str = "official", sources_file: str | Path | None = None) -> Source:
+    """The download of ``name``: the manifest's entry if it has one, else the registry's."""
+    variant = get_variant(name)
+    manifest = load_manifest(sources_file)
+    if variant.name in manifest:
+        entry = manifest[variant.name]
+        return Source(variant.name, entry["url"], "manifest", entry["sha256"],
+                      "" if entry["sha256"] else _prefix_from_url(entry["url"]))
+    if not variant.sources:
+        raise UsageError(f"{variant.name} has no released weights ({variant.note or 'none published'}); "
+                         "give a checkpoint with --weights or a sources manifest")
+    tags = [s.tag for s in variant.sources]
+    if source not in tags:
+        raise UsageError(f"{variant.name} has no {source!r} weights; available: {', '.join(tags)}")
+    ws = next(s for s in variant.sources if s.tag == source)
+    url = ws.url or (f"{os.environ.get('HF_ENDPOINT', HF_ENDPOINT_DEFAULT).rstrip('/')}/"
+                     f"{ws.hf_hub_id}/resolve/main/model.safetensors")
+    return Source(variant.name, url, ws.tag, ws.sha256, ws.sha256_prefix)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _cached(home: Path, src: Source) -> Path | None:
+    ref = home / "refs" / f"{src.key}.json"
+    try:
+        digest = json.loads(ref.read_text())["sha256"]
+    except (OSError, ValueError, KeyError):
+        return None
+    blob = home / "blobs" / "sha256" / digest
+    if not blob.is_file():
+        return None
+    src.check(digest)  # a manifest may now demand another file than the one cached
+    return blob
+
+
+def _transfer(src: Source, part: Path) -> None:
+    """Stream ``src.url`` into ``part``, resuming what is there; retries dropped connections."""
+    import requests
+    from tqdm import tqdm
+
+    last_error = None
+    for _ in range(_ATTEMPTS):
+        have = part.stat().st_size if part.exists() else 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        try:
+            with requests.get(src.url, headers=headers, stream=True, timeout=(15, 60)) as resp:
+                if resp.status_code == 416 and have:  # nothing left to fetch
+                    return
+                if resp.status_code not in (200, 206):
+                    raise DownloadError(f"{src.url}: HTTP {resp.status_code} {resp.reason}")
+                if resp.status_code == 200:
+                    have = 0  # the server ignored the Range: start over
+                length = resp.headers.get("Content-Length")
+                total = have + int(length) if length is not None else None
+                with part.open("ab" if have else "wb") as f, tqdm(
+                        total=total, initial=have, unit="B", unit_scale=True, file=sys.stderr,
+                        desc=src.url.rsplit("/", 1)[-1][:40], disable=None) as bar:
+                    for chunk in resp.iter_content(_CHUNK):
+                        f.write(chunk)
+                        bar.update(len(chunk))
+            if total is not None and part.stat().st_size != total:
+                last_error = f"got {part.stat().st_size} of {total} bytes"
+                continue
+            return
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    raise DownloadError(f"{src.url}: transfer failed after {_ATTEMPTS} attempts ({last_error}); "
+                        "run the command again to resume")
+
+
+def download(src: Source) -> Path:
+    """The verified file of ``src`` in the cache, downloading it if needed."""
+    from filelock import FileLock
+
+    home = zoo_home()
+    blob = _cached(home, src)
+    if blob is not None:
+        return blob
+    if offline():
+        raise DownloadError(f"ZOO_OFFLINE=1 and {src.model} ({src.url}) is not in the cache {home}; "
+                            "download it once with network, or point ZOO_SOURCES at a local mirror")
+    for sub in ("locks", "partial", "refs", "blobs/sha256"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    with FileLock(str(home / "locks" / f"{src.key}.lock")):
+        blob = _cached(home, src)  # another process may have finished it while we waited
+        if blob is not None:
+            return blob
+        part = home / "partial" / f"{src.key}.part"
+        _transfer(src, part)
+        digest = _sha256_of(part)
+        try:
+            src.check(digest)
+        except DownloadError:
+            part.unlink(missing_ok=True)
+            raise
+        blob = home / "blobs" / "sha256" / digest
+        os.replace(part, blob)
+        with atomic_output(home / "refs" / f"{src.key}.json") as tmp:
+            tmp.write_text(json.dumps({"url": src.url, "sha256": digest, "size": blob.stat().st_size,
+                                       "model": src.model}))
+    if not (src.sha256 or src.sha256_prefix):
+        print(f"note: {src.url} has no published checksum; recorded sha256 {digest}", file=sys.stderr)
+    return blob
+
+
+def fetch(name: str, framework: str | None = None, *, source: str = "official",
+          sources_file: str | Path | None = None) -> Path:
+    """Download (once) and convert (once) the pretrained weights of ``name`` for ``framework``;
+    returns the native file (or the verified download itself when ``framework`` is None)."""
+    from filelock import FileLock
+
+    from .convert import EXTENSIONS, convert
+    from .frameworks import resolve_framework
+
+    name = resolve_name(name)
+    src = resolve_source(name, source, sources_file)
+    blob = download(src)
+    if framework is None:
+        return blob
+    fw = resolve_framework(framework).name
+    home = zoo_home()
+    out = home / "native" / fw / blob.name / f"{name}{EXTENSIONS[fw]}"
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(home / "locks" / f"native-{fw}-{blob.name[:32]}-{name}.lock")):
+        if not out.is_file():
+            convert(blob, fw, model=name, out=out)
+    return out

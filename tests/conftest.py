@@ -19,7 +19,20 @@ FRAMEWORK_MODULES = {"torch": "torch", "paddle": "paddle", "mindspore": "mindspo
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def _has_gpu() -> bool:
+    import glob
+
+    return bool(glob.glob("/dev/nvidia[0-9]*"))
+
+
 def pytest_runtest_setup(item):
+    # Hardware and data that this machine may lack skip cleanly, in CI too.
+    if item.get_closest_marker("gpu") and not _has_gpu():
+        pytest.skip("no CUDA device on this machine")
+    if item.get_closest_marker("ascend") and not os.path.exists("/dev/davinci0"):
+        pytest.skip("no Ascend device on this machine")
+    if item.get_closest_marker("imagenet") and not os.environ.get("ZOO_IMAGENET"):
+        pytest.skip("set ZOO_IMAGENET=/path/to/imagenet/val to run")
     for marker, module in FRAMEWORK_MODULES.items():
         if item.get_closest_marker(marker) and importlib.util.find_spec(module) is None:
             message = f"{module} is not installed (pip install -e '.[{marker},test]')"

@@ -132,8 +132,12 @@ def test_max_pool_matches_numpy_reference_even_on_tiny_maps(port, size, k, s, p)
 
 
 def test_jittor_is_configured_for_this_machine(port):
+    import sys
+
     from zoo.frameworks.jittor import JITTOR_SETTINGS
     from zoo.frameworks.jittor.setup import system_onednn
+
+    assert "torch" not in sys.modules  # jittor would import it by itself
 
     assert port.jt.flags.use_cuda == 0 or "nvcc_path" not in JITTOR_SETTINGS
     if system_onednn() is not None:

@@ -187,6 +187,72 @@ def download_cmd(
     typer.echo(str(fetch(name, framework, source=source, sources_file=sources)))
 
 
+DEVICES = ("cpu", "gpu", "ascend")
+
+
+def _device(value: str) -> str:
+    if value not in DEVICES:
+        from .errors import UsageError
+
+        raise UsageError(f"unknown device {value!r}; choose one of: {', '.join(DEVICES)}")
+    return value
+
+
+@app.command("verify")
+@_user_errors
+def verify_cmd(
+    framework: str = typer.Option(..., "--framework", "-f", help="torch, paddle, mindspore or jittor."),
+    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="Variant(s); default: every variant."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Checkpoint to verify (one --model)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, gpu or ascend (the candidate's device)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="Execution mode, e.g. graph (mindspore), to_static (paddle)."),
+    tolerance: float = typer.Option(1e-4, "--tolerance", help="Limit on max|d| / max(1, max|reference|)."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Default 224 (pretrained) or 64 (random)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+):
+    """Parity of a framework port with the PyTorch reference, per stage and for the logits."""
+    from .errors import VerificationFailed
+    from .verify import as_json as to_json, as_table, verify
+
+    results = verify(framework, model, weights=weights, device=_device(device), mode=mode,
+                     tolerance=tolerance, image_size=image_size)
+    typer.echo(to_json(results) if as_json else as_table(results, tolerance))
+    failed = [r.model for r in results if not r.passed]
+    if failed:
+        raise VerificationFailed(f"{len(failed)} of {len(results)} model(s) outside the limit: {', '.join(failed)}")
+
+
+@app.command("eval")
+@_user_errors
+def eval_cmd(
+    name: Optional[str] = typer.Argument(
+        None, help="Variant, or a JSON file holding a custom spec; default: the model in the --weights metadata."),
+    framework: str = typer.Option("torch", "--framework", "-f"),
+    data: str = typer.Option(..., "--data", help="DIR/<class>/*.JPEG (sorted classes) or a list file 'path label'."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Checkpoint; default: the pretrained weights."),
+    source: str = typer.Option("official", "--source", help="Pretrained source when --weights is not given."),
+    device: str = typer.Option("cpu", "--device", help="cpu, gpu or ascend."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="Execution mode, e.g. graph (mindspore)."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate the first N images only."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Crop size; default: the variant's."),
+    predictions: Optional[str] = typer.Option(None, "--predictions", help="Save the top-1 predictions (.npy)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+):
+    """Top-1/top-5 and images/s on ImageNet-style data, with the published figure beside them."""
+    from .evaluate import evaluate
+
+    result = evaluate(name, framework, data, weights=weights, source=source, device=_device(device), mode=mode,
+                      batch_size=batch_size, limit=limit, image_size=image_size, predictions=predictions)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    published = f"{result['published_top1']:.2f}" if result["published_top1"] is not None else "-"
+    typer.echo(f"{result['model']} [{result['framework']}, {result['device']}] on {result['images']} images: "
+               f"top-1 {result['top1']:.2f}  top-5 {result['top5']:.2f}  (published top-1 {published})  "
+               f"{result['images_per_s']:.1f} images/s")
+
+
 def main() -> None:  # console-script entry point
     app(prog_name="zoo")
 

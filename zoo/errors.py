@@ -3,7 +3,7 @@ one line on stderr and exits with that code (tracebacks only with ZOO_DEBUG=1).
 
 Exit codes: 1 unexpected, 2 usage (unknown name, bad option), 3 framework not installed,
 4 unreadable or malformed file, 5 checkpoint does not fit the model, 6 unsafe file (a pickle
-that would run code), 7 download or network, 8 cannot write the output.
+that would run code), 7 download or network, 8 cannot write the output, 9 verification failed.
 """
 
 from __future__ import annotations
@@ -44,3 +44,7 @@ class DownloadError(ZooError):
 
 class OutputError(ZooError):
     exit_code = 8
+
+
+class VerificationFailed(ZooError):
+    exit_code = 9

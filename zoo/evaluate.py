@@ -108,3 +108,57 @@ def run_eval_job(framework: str, job: dict) -> None:
     if job.get("predictions"):
         np.save(job["predictions"], np.array(predictions, dtype=np.int64))
     Path(job["output"]).write_text(json.dumps(result))
+
+
+def evaluate(name: str | None, framework: str, data: str | Path, *, weights: str | None = None,
+             source: str = "official", device: str = "cpu", mode: str | None = None, batch_size: int = 32,
+             limit: int | None = None, image_size: int | None = None, predictions: str | None = None) -> dict:
+    """Run ``zoo eval`` in a worker of ``framework``; returns the result with the published figure."""
+    import dataclasses
+    import tempfile
+
+    from .converters.read import RawState, read_safetensors
+    from .convert import identify_model
+    from .frameworks import resolve_framework
+    from .spec import get_variant, resolve_name
+    from .worker import run_worker
+
+    fw = resolve_framework(framework).name
+    list_samples(data)  # fail here, before a worker starts, when the data is unusable
+    if name is not None and name.endswith(".json") and Path(name).is_file():
+        from .spec import Res2NetSpec
+
+        try:
+            label, spec, variant = Path(name).stem, Res2NetSpec.from_json(Path(name).read_text()), None
+        except ValueError as exc:
+            raise UsageError(f"{name}: {exc}") from None
+    elif name is None:
+        if not weights:
+            raise UsageError("give a model NAME or --weights whose metadata names it")
+        fmt_raw = read_safetensors(Path(weights)) if Path(weights).suffix == ".safetensors" else RawState({}, "torch")
+        label, spec = identify_model(fmt_raw, Path(weights), None)
+        variant = None
+    else:
+        label = resolve_name(name)
+        variant = get_variant(label)
+        spec = variant.spec
+    pre = variant.preprocessing if variant else Preprocessing()
+    if image_size:
+        pre = dataclasses.replace(pre, input_size=image_size)
+    if weights is None:
+        if variant is None:
+            raise UsageError("a custom model needs --weights")
+        from .hub import fetch
+
+        weights = str(fetch(label, fw, source=source))
+    with tempfile.TemporaryDirectory(prefix="zoo-eval-") as tmp:
+        out = Path(tmp) / "result.json"
+        job = {"spec": spec.to_json(), "weights": str(weights), "data": str(data), "device": device, "mode": mode,
+               "batch_size": batch_size, "limit": limit, "output": str(out), "predictions": predictions,
+               "preprocessing": dataclasses.asdict(pre)}
+        (Path(tmp) / "job.json").write_text(json.dumps(job))
+        run_worker(fw, "eval", str(Path(tmp) / "job.json"))
+        result = json.loads(out.read_text())
+    published = variant.published if variant else None
+    return {"model": label, **result, "published_top1": published.top1 if published else None,
+            "published_top5": published.top5 if published else None}

@@ -23,6 +23,7 @@ from . import errors
 _ERRORS_BY_CODE = {cls.exit_code: cls for cls in (
     errors.UsageError, errors.FrameworkNotInstalledError, errors.CheckpointFormatError,
     errors.CheckpointMismatchError, errors.UnsafeCheckpointError, errors.DownloadError, errors.OutputError,
+    errors.VerificationFailed,
 )}
 
 

@@ -6,7 +6,10 @@ oneDNN from its own web site unless ``use_mkl=0``; without oneDNN its CPU convol
 slower (res2net50 at 224: 16 s instead of 0.15 s). Debian's ``libdnnl-dev`` provides oneDNN:
 when it is installed we lay it out where Jittor looks for its own download. Jittor's
 ``mkl_include_path``/``mkl_lib_path`` variables cannot be used for this: setting them makes
-1.3.11 fail with a NameError (``mkl_home``). Settings the user made are never overridden.
+1.3.11 fail with a NameError (``mkl_home``). And when torch is installed, ``import jittor``
+imports torch too (``FIX_TORCH_ERROR``, a workaround for a clash between their bundled MKLs);
+zoo never runs two frameworks in one process, so it turns that off. Settings the user made are
+never overridden.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ def _wire_system_onednn(lib: Path) -> bool:
 def configure() -> dict[str, str]:
     """Set Jittor's environment before its import; returns what was chosen."""
     chosen = {}
+    if "FIX_TORCH_ERROR" not in os.environ:
+        os.environ["FIX_TORCH_ERROR"] = chosen["FIX_TORCH_ERROR"] = "0"
     if "nvcc_path" not in os.environ and not _has_cuda_device():
         os.environ["nvcc_path"] = chosen["nvcc_path"] = ""
     if "use_mkl" not in os.environ:

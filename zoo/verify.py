@@ -1,0 +1,132 @@
+"""``zoo verify``: logit and stage-by-stage parity of a framework port with the PyTorch reference.
+
+For each model the torch reference and the candidate run in separate processes on the same
+deterministic input and the same canonical weights: the ones given, else the pretrained download
+when it is in the cache, else realistic random weights (calibrated BatchNorm statistics; see
+frameworks/torch/calibrate.py), labelled as such. The candidate runs from its native file,
+converted the way ``zoo convert`` does, so the whole user path is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .convert import EXTENSIONS, convert
+from .frameworks import resolve_framework
+from .spec import feature_info, get_spec, list_variants, resolve_name
+from .worker import run_worker
+
+DEFAULT_TOLERANCE = 1e-4  # ../shared/DESIGN.md parity limit
+
+
+@dataclass
+class Comparison:
+    model: str
+    framework: str
+    weights: str
+    image_size: int
+    stages: list[dict] = field(default_factory=list)   # module, max_abs, rel
+    logits_max_abs: float = 0.0
+    logits_rel: float = 0.0
+    top1_agreement: float = 0.0
+    passed: bool = False
+
+
+def relative(candidate: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    diff = float(np.abs(candidate - reference).max())
+    return diff, diff / max(1.0, float(np.abs(reference).max()))
+
+
+def _pretrained_if_cached(name: str) -> Path | None:
+    from .hub import _cached, resolve_source, zoo_home
+
+    try:
+        return _cached(zoo_home(), resolve_source(name))
+    except Exception:  # no source, bad manifest: fall back to random weights
+        return None
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def verify(framework: str, models: list[str] | None = None, *, weights: str | None = None, device: str = "cpu",
+           mode: str | None = None, tolerance: float = DEFAULT_TOLERANCE, image_size: int | None = None,
+           batch: int = 2) -> list[Comparison]:
+    fw = resolve_framework(framework).name
+    names = [resolve_name(m) for m in models] if models else [v.name for v in list_variants()]
+    if weights and len(names) != 1:
+        from .errors import UsageError
+
+        raise UsageError("--weights belongs to one model: give exactly one --model with it")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="zoo-verify-") as tmp:
+        d = Path(tmp)
+        canonical, labels, random_names = {}, {}, []
+        for name in names:
+            source = Path(weights) if weights else _pretrained_if_cached(name)
+            if source is not None:
+                canonical[name] = convert(source, "safetensors", model=name, out=d / f"{name}.safetensors")
+                labels[name] = f"given {Path(weights).name}" if weights else "pretrained (cached)"
+            else:
+                random_names.append(name)
+        if random_names:
+            _log(f"zoo verify: realistic random weights for {len(random_names)} model(s) (torch worker)")
+            jobs = [{"model": n, "out": str(d / f"{n}.safetensors"), "size": image_size or 64} for n in random_names]
+            (d / "calibrate.json").write_text(json.dumps(jobs))
+            run_worker("torch", "calibrate", str(d / "calibrate.json"))
+            for n in random_names:
+                canonical[n] = d / f"{n}.safetensors"
+                labels[n] = "random, calibrated BN"
+        sizes = {n: image_size or (64 if labels[n].startswith("random") else 224) for n in names}
+        reference_jobs, candidate_jobs = [], []
+        for i, name in enumerate(names, 1):
+            x = np.random.default_rng(0).standard_normal((batch, 3, sizes[name], sizes[name])).astype(np.float32)
+            np.save(d / f"{name}-x.npy", x)
+            _log(f"[{i}/{len(names)}] {name}: converting to {fw}")
+            native = convert(canonical[name], fw, model=name, out=d / f"{name}{EXTENSIONS[fw]}")
+            common = {"model": name, "input": str(d / f"{name}-x.npy"), "features": True}
+            reference_jobs.append(common | {"weights": str(canonical[name]), "output": str(d / f"{name}-ref.npz")})
+            candidate_jobs.append(common | {"weights": str(native), "output": str(d / f"{name}-cand.npz"),
+                                            "device": device, "mode": mode})
+        _log(f"zoo verify: torch reference for {len(names)} model(s)")
+        (d / "reference.json").write_text(json.dumps(reference_jobs))
+        run_worker("torch", "logits", str(d / "reference.json"))
+        _log(f"zoo verify: {fw} on {device}" + (f" ({mode})" if mode else ""))
+        (d / "candidate.json").write_text(json.dumps(candidate_jobs))
+        run_worker(fw, "logits", str(d / "candidate.json"))
+        for name in names:
+            ref, cand = np.load(d / f"{name}-ref.npz"), np.load(d / f"{name}-cand.npz")
+            result = Comparison(name, fw, labels[name], sizes[name])
+            for i, info in enumerate(feature_info(get_spec(name))):
+                max_abs, rel = relative(cand[f"feature{i}"], ref[f"feature{i}"])
+                result.stages.append({"module": info.module, "max_abs": max_abs, "rel": rel})
+            result.logits_max_abs, result.logits_rel = relative(cand["logits"], ref["logits"])
+            result.top1_agreement = float((cand["logits"].argmax(1) == ref["logits"].argmax(1)).mean())
+            result.passed = result.logits_rel <= tolerance and all(s["rel"] <= tolerance for s in result.stages)
+            results.append(result)
+    return results
+
+
+def as_json(results: list[Comparison]) -> str:
+    return json.dumps([asdict(r) for r in results], indent=2)
+
+
+def as_table(results: list[Comparison], tolerance: float) -> str:
+    header = (f"{'model':24} {'framework':9} {'weights':22} {'px':>4} {'worst stage rel':>16} "
+              f"{'logits max|d|':>13} {'logits rel':>10} {'top-1':>6}  result")
+    lines = [header, "-" * len(header)]
+    for r in results:
+        worst = max(r.stages, key=lambda s: s["rel"])
+        lines.append(f"{r.model:24} {r.framework:9} {r.weights[:22]:22} {r.image_size:>4} "
+                     f"{worst['rel']:9.2e} {worst['module'][:6]:>6} {r.logits_max_abs:13.2e} {r.logits_rel:10.2e} "
+                     f"{r.top1_agreement:6.0%}  {'PASS' if r.passed else 'FAIL'}")
+    passed = sum(r.passed for r in results)
+    lines.append(f"{passed}/{len(results)} passed (limit: max|d| / max(1, max|ref|) <= {tolerance:g})")
+    return "\n".join(lines)

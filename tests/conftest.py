@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import multiprocessing
 import os
 import sys
 
 import pytest
+
+# Jittor forks a compiler pool at import; forking a threaded process can deadlock the child.
+# Test sessions, like zoo's workers, use spawned children instead.
+multiprocessing.set_start_method("spawn", force=True)
 
 FRAMEWORK_MODULES = {"torch": "torch", "paddle": "paddle", "mindspore": "mindspore", "jittor": "jittor"}
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

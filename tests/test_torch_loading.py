@@ -137,7 +137,7 @@ def test_pickle_that_runs_code_is_refused(tmp_path, torch):
 
 @pytest.mark.parametrize("content,match", [
     (b"", "empty file"),
-    (b"\x00\x01garbage" * 10, "unrecognised file format"),
+    (b"\x00\x01garbage" * 10, "unrecognised or damaged file"),
 ])
 def test_unreadable_files(tmp_path, torch, content, match):
     path = tmp_path / "bad.pth"

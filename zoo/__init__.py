@@ -27,6 +27,7 @@ def create_model(
     num_classes: int | None = None,
     features_only: bool = False,
     out_indices=None,
+    allow_non_finite: bool = False,
 ):
     """A native model of ``framework`` for a registered name (or alias) or a custom spec.
 
@@ -61,5 +62,6 @@ def create_model(
         weights = fetch(label, framework, source=source)
     model = backend.build_model(spec, features_only=features_only, out_indices=out_indices)
     if weights is not None:
-        backend.load_weights(model, weights, reset_head=reset_head, model_name=label)
+        backend.load_weights(model, weights, reset_head=reset_head, model_name=label,
+                             allow_non_finite=allow_non_finite)
     return model

@@ -1,13 +1,25 @@
-"""Outputs appear whole or not at all: write to a temporary file beside the target, then rename."""
+"""Outputs appear whole or not at all.
+
+Writers get a temporary path beside the target (same file system), which replaces the target in
+one rename once the write succeeded. Any failure (a full disk, a file-size limit, Ctrl-C, or
+SIGTERM, which the CLI and the workers turn into an exception) removes the temporary file. A
+process killed outright cannot clean up after itself: its temporary file carries its PID, and
+the next writer into that directory removes temporary files whose process is gone. Workers are
+started so that they receive SIGTERM when their parent dies (see zoo.worker).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import signal
 import tempfile
 from pathlib import Path
 
-from .errors import OutputError
+from .errors import OutputError, ZooError
+
+_PARTIAL = re.compile(r"^\..+\.zoo-(\d+)-[^.]+\.partial(\.[A-Za-z0-9]+)?$")
 
 
 def _umask() -> int:
@@ -16,17 +28,49 @@ def _umask() -> int:
     return mask
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_partials(directory: Path) -> None:
+    """Remove temporary files left by zoo processes that were killed."""
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        m = _PARTIAL.match(entry.name)
+        if m and not _alive(int(m.group(1))):
+            with contextlib.suppress(OSError):
+                entry.unlink()
+
+
+def terminate_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so that ``finally`` blocks (and atomic_output) run."""
+    def _raise(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _raise)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path):
-    """Yield a temporary path in the target's directory; on success it replaces ``path`` in one
-    rename, on any failure (including KeyboardInterrupt) it is removed."""
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise OutputError(f"{path}: the directory {directory} does not exist; create it first")
+    sweep_stale_partials(directory)
     try:
         # Keep the extension last: some writers (MindSpore) append their own otherwise.
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{path.suffix}", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.zoo-{os.getpid()}-", suffix=f".partial{path.suffix}",
+                                   dir=directory)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write in {directory} ({exc.strerror})") from exc
     os.close(fd)
@@ -34,11 +78,12 @@ def atomic_output(path: str | Path):
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the umask
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise OutputError(f"{path}: writing failed ({exc.strerror or exc})") from exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        if isinstance(exc, (ZooError, KeyboardInterrupt, SystemExit)):
+            raise
+        # The frameworks' writers raise their own types for a full disk or a size limit.
+        text = str(exc).strip()
+        reason = getattr(exc, "strerror", None) or (text.splitlines()[0] if text else type(exc).__name__)
+        raise OutputError(f"{path}: writing failed ({reason}); nothing was written") from exc

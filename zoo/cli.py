@@ -164,11 +164,13 @@ def convert_cmd(
     to: str = typer.Option(..., "--to", help="Target: safetensors, torch, paddle."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Variant; default: from metadata, file name or shapes."),
     out: Optional[str] = typer.Option(None, "--output", "-o", help="Output file; default: SRC with the target's extension."),
+    dtype: str = typer.Option("float32", "--dtype", help="safetensors output: float32, float16 or keep."),
+    allow_non_finite: bool = typer.Option(False, "--allow-non-finite", help="Keep NaN/Inf values instead of refusing."),
 ):
     """Convert a checkpoint between frameworks, exactly (each framework in its own process)."""
     from .convert import convert
 
-    path = convert(src, to, model=model, out=out)
+    path = convert(src, to, model=model, out=out, dtype=dtype, allow_non_finite=allow_non_finite)
     typer.echo(str(path))
 
 
@@ -254,6 +256,9 @@ def eval_cmd(
 
 
 def main() -> None:  # console-script entry point
+    from .atomic import terminate_on_sigterm
+
+    terminate_on_sigterm()
     app(prog_name="zoo")
 
 

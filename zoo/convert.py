@@ -7,9 +7,13 @@ files read by a torch worker, and has native files written by a worker of the ta
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import sys
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from .atomic import atomic_output
 from .converters.read import RawState, read_raw
@@ -88,18 +92,44 @@ def write_canonical(state: dict, path: Path, metadata: dict[str, str]) -> None:
         save_file({k: state[k] for k in state}, str(tmp), metadata=metadata)
 
 
-def convert(src: str | Path, to: str, *, model: str | None = None, out: str | Path | None = None) -> Path:
-    """Convert ``src`` to ``to`` (safetensors, torch, paddle); returns the written path."""
+DTYPES = ("float32", "float16", "keep")
+
+
+def _cast(state: dict, src: Path, dtype: str) -> dict:
+    """Canonical files are float32 unless asked; say what was converted."""
+    odd = sorted({str(v.dtype) for v in state.values() if v.dtype.kind == "f" and v.dtype != np.float32})
+    if dtype == "keep":
+        return state
+    target = np.dtype(dtype)
+    if odd and target == np.float32:
+        count = sum(1 for v in state.values() if v.dtype.kind == "f" and v.dtype != np.float32)
+        print(f"note: {src}: {count} {'/'.join(odd)} tensors converted to float32 "
+              "(keep them with --dtype keep or --dtype float16)", file=sys.stderr)
+    return {k: v.astype(target) if v.dtype.kind == "f" else v for k, v in state.items()}
+
+
+def convert(src: str | Path, to: str, *, model: str | None = None, out: str | Path | None = None,
+            dtype: str = "float32", allow_non_finite: bool = False) -> Path:
+    """Convert ``src`` to ``to`` (safetensors, torch, paddle, mindspore, jittor); returns the
+    written path. ``dtype`` (float32, float16, keep) applies to safetensors output; the
+    frameworks' native files hold float32, as their models do."""
     from .worker import run_worker
 
     src = Path(src)
     to = {"pytorch": "torch", "pt": "torch", "paddlepaddle": "paddle", "pd": "paddle", "ms": "mindspore", "jt": "jittor"}.get(
         to.lower(), to.lower())
     if to not in TARGETS:
-        raise UsageError(f"cannot convert to {to!r}; choose one of: {', '.join(TARGETS)}")
+        close = difflib.get_close_matches(to, TARGETS, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise UsageError(f"cannot convert to {to!r}{hint} (choose one of: {', '.join(TARGETS)})")
+    if dtype not in DTYPES:
+        raise UsageError(f"unknown --dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
+    if dtype != "float32" and to != "safetensors":
+        raise UsageError(f"--dtype {dtype} applies to --to safetensors; {to} files hold float32")
     raw = read_raw(src)
     label, spec = identify_model(raw, src, model)
-    state, _ = match_layout(canonical(raw, spec), spec, model_name=label)
+    state, _ = match_layout(canonical(raw, spec), spec, model_name=label, allow_non_finite=allow_non_finite)
+    state = _cast(state, src, dtype)
     out = Path(out) if out else default_output(src, to)
     if out.exists() and out.resolve() == src.resolve():
         raise UsageError(f"{out}: the output would overwrite the input; choose another -o")

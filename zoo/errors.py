@@ -30,6 +30,10 @@ class CheckpointFormatError(ZooError):
     exit_code = 4
 
 
+class NonFiniteError(CheckpointFormatError):
+    pass
+
+
 class CheckpointMismatchError(ZooError):
     exit_code = 5
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -27,6 +28,18 @@ _ERRORS_BY_CODE = {cls.exit_code: cls for cls in (
 )}
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the parent dies, however it dies, so a killed
+    ``zoo convert`` leaves no worker writing on behind it."""
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the worker then finishes on its own
+        pass
+
+
 def run_worker(framework: str, *args: str) -> str:
     """Run a worker command; its ZooError comes back as the same error class and message."""
     from .frameworks import resolve_framework
@@ -37,16 +50,30 @@ def run_worker(framework: str, *args: str) -> str:
             f"{fw.name} is needed for this step but not installed; install it with: "
             f"pip install 'res2net-zoo[{fw.extra}]'")
     env = {**os.environ, "ZOO_WORKER": "1"}
-    proc = subprocess.run([sys.executable, "-m", "zoo.worker", fw.name, *args],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "zoo.worker", fw.name, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_die_with_parent)
+    try:
+        stdout, stderr = proc.communicate()
+    except BaseException:
+        # Ctrl-C or SIGTERM here: ask the worker to stop so it removes its partial output
+        # (subprocess.run would SIGKILL it, leaving the partial file behind).
+        proc.terminate()
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
+    for line in stderr.splitlines():
+        if line.startswith("note: "):
+            print(line, file=sys.stderr)
     if proc.returncode != 0:
         # The framework may log after our message; ours is the last line starting "error: ".
-        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
         ours = [line[len("error: "):] for line in lines if line.startswith("error: ")]
         last = lines[-1] if lines else f"exit code {proc.returncode}"
         message = ours[-1] if ours else f"{fw.name} worker failed: {last}"
         raise _ERRORS_BY_CODE.get(proc.returncode, errors.ZooError)(message)
-    return proc.stdout
+    return stdout
 
 
 def _main(argv: list[str]) -> int:
@@ -77,6 +104,15 @@ def _main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    import multiprocessing
+
+    from .atomic import terminate_on_sigterm
+
+    # Jittor forks a pool of compiler processes at every import; a fork taken while other
+    # threads hold locks can leave a child deadlocked (seen here: a worker hung for good).
+    # Spawned children start clean. Only zoo's own worker processes are changed this way.
+    multiprocessing.set_start_method("spawn", force=True)
+    terminate_on_sigterm()
     try:
         sys.exit(_main(sys.argv[1:]))
     except errors.ZooError as exc:

@@ -8,7 +8,17 @@ from pathlib import Path
 from ..errors import CheckpointFormatError
 
 _ZIP_MAGIC = b"PK\x03\x04"
-_EXTENSION_GUESS = {".ckpt": "mindspore-ckpt"}
+_PROTOBUF_FIRST_FIELD = 0x0A  # MindSpore's Checkpoint message starts with its repeated field 1
+_TORCH = {"torch-zip", "pickle"}
+# What each known extension may hold (a Lightning .ckpt is a torch zip).
+_EXTENSION_FORMATS = {
+    ".pth": _TORCH, ".pt": _TORCH, ".bin": _TORCH, ".tar": _TORCH,
+    ".safetensors": {"safetensors"}, ".pdparams": {"pickle"}, ".pkl": {"pickle"},
+    ".ckpt": {"mindspore-ckpt", "torch-zip"},
+}
+_DESCRIPTION = {"safetensors": "safetensors", "torch-zip": "PyTorch (zip)", "pickle": "pickle",
+                "mindspore-ckpt": "MindSpore"}
+_SUGGESTED_EXTENSION = {"safetensors": ".safetensors", "torch-zip": ".pth", "pickle": ".pth, .pdparams or .pkl"}
 
 
 def sniff_format(path: str | Path) -> str:
@@ -24,6 +34,17 @@ def sniff_format(path: str | Path) -> str:
         raise CheckpointFormatError(f"{path}: empty file")
     with path.open("rb") as f:
         head = f.read(9)
+    fmt = _by_content(path, head, size)
+    suffix = path.suffix.lower()
+    allowed = _EXTENSION_FORMATS.get(suffix)
+    if allowed is not None and fmt not in allowed:
+        raise CheckpointFormatError(
+            f"{path}: holds a {_DESCRIPTION[fmt]} file, not what {suffix} stands for; "
+            f"rename it to {_SUGGESTED_EXTENSION.get(fmt, '.ckpt')} if that is what it is")
+    return fmt
+
+
+def _by_content(path: Path, head: bytes, size: int) -> str:
     if head.startswith(_ZIP_MAGIC):
         return "torch-zip"
     if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
@@ -34,9 +55,8 @@ def sniff_format(path: str | Path) -> str:
             if header_len > size - 8:
                 raise CheckpointFormatError(f"{path}: safetensors header is damaged or the file is truncated")
             return "safetensors"
-    guess = _EXTENSION_GUESS.get(path.suffix.lower())
-    if guess:
-        return guess
+    if path.suffix.lower() == ".ckpt" and head[0] == _PROTOBUF_FIRST_FIELD:
+        return "mindspore-ckpt"
     raise CheckpointFormatError(
-        f"{path}: unrecognised file format (expected .pth, .safetensors, .ckpt, .pdparams or .pkl)"
+        f"{path}: unrecognised or damaged file (expected .pth, .safetensors, .ckpt, .pdparams or .pkl content)"
     )

@@ -8,6 +8,9 @@ safetensors file.
 
 from __future__ import annotations
 
+import json
+import struct
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +37,56 @@ def read_safetensors(path: Path) -> RawState:
     from safetensors import safe_open
 
     try:
-        with safe_open(str(path), framework="numpy") as f:
-            metadata = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # SafetensorError, OSError: header damaged, file cut short
-        raise CheckpointFormatError(f"{path}: not a valid safetensors file ({exc})") from exc
+        if "BF16" in _safetensors_dtypes(path):
+            metadata, tensors = _read_with_bf16(path)
+        else:
+            with safe_open(str(path), framework="numpy") as f:
+                metadata = dict(f.metadata() or {})
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except CheckpointFormatError:
+        raise
+    except Exception as exc:  # SafetensorError, OSError, ValueError: damaged header, file cut short
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointFormatError(f"{path}: not a valid safetensors file ({first})") from exc
     return RawState(tensors, metadata.get("zoo.flavour", "torch"), metadata)
+
+
+def _safetensors_header(path: Path) -> dict:
+    with path.open("rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        return json.loads(f.read(length))
+
+
+def _safetensors_dtypes(path: Path) -> set[str]:
+    return {v["dtype"] for k, v in _safetensors_header(path).items() if k != "__metadata__"}
+
+
+_NUMPY_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
+                 "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+
+
+def _read_with_bf16(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """numpy has no bfloat16, so the safetensors numpy binding refuses such files. bfloat16 is
+    the upper half of a float32: widen it exactly and say so."""
+    header = _safetensors_header(path)
+    metadata = header.pop("__metadata__", {}) or {}
+    data = path.read_bytes()[8 + struct.unpack("<Q", path.read_bytes()[:8])[0]:]
+    tensors, widened = {}, 0
+    for name, info in header.items():
+        begin, end = info["data_offsets"]
+        if not 0 <= begin <= end <= len(data):
+            raise CheckpointFormatError(f"{path}: tensor {name} lies outside the file (truncated?)")
+        raw = data[begin:end]
+        if info["dtype"] == "BF16":
+            array = (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32)
+            widened += 1
+        elif info["dtype"] in _NUMPY_DTYPES:
+            array = np.frombuffer(raw, _NUMPY_DTYPES[info["dtype"]])
+        else:
+            raise CheckpointFormatError(f"{path}: tensor {name} has unsupported dtype {info['dtype']}")
+        tensors[name] = array.reshape(info["shape"]).copy()
+    print(f"note: {path}: {widened} bfloat16 tensors converted to float32", file=sys.stderr)
+    return metadata, tensors
 
 
 def _flavour(tensors: dict) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..errors import CheckpointFormatError, CheckpointMismatchError
+import numpy as np
+
+from ..errors import CheckpointFormatError, CheckpointMismatchError, NonFiniteError
 from ..spec import Res2NetSpec, TensorSpec, canonical_layout, plan, unused_official_tensors
 
 # Keys under which training scripts nest the weights (official release: none; others vary).
@@ -77,6 +79,7 @@ def match_layout(
     model_name: str = "",
     features_only: bool = False,
     reset_head: bool = False,
+    allow_non_finite: bool = False,
 ) -> tuple[dict, MatchReport]:
     """Filter ``state`` to exactly the canonical layout of ``spec``, or raise.
 
@@ -112,4 +115,9 @@ def match_layout(
     report.unexpected = [k for k in kept if k not in known]
     if not report.ok:
         raise CheckpointMismatchError(report.message(model_name or "this model"))
+    if not allow_non_finite:
+        bad = [k for k, v in kept.items() if not np.isfinite(np.asarray(v, dtype=np.float32)).all()]
+        if bad:
+            raise NonFiniteError(f"{len(bad)} tensor(s) hold NaN or Inf ({_listing(bad)}); refusing them: "
+                                 "pass --allow-non-finite (allow_non_finite=True) to keep them")
     return kept, report

@@ -75,11 +75,13 @@ def from_native(state: Mapping[str, np.ndarray], spec: Res2NetSpec, framework: s
 
 
 def native_state(state: Mapping[str, np.ndarray], spec: Res2NetSpec, framework: str, *, model_name: str = "",
-                 features_only: bool = False, reset_head: bool = False) -> dict[str, np.ndarray]:
+                 features_only: bool = False, reset_head: bool = False,
+                 allow_non_finite: bool = False) -> dict[str, np.ndarray]:
     """Check a canonical state strictly against ``spec`` and return it in ``framework``'s names
     and layouts, as float32."""
     from .state import match_layout
 
-    kept, _ = match_layout(state, spec, model_name=model_name, features_only=features_only, reset_head=reset_head)
+    kept, _ = match_layout(state, spec, model_name=model_name, features_only=features_only, reset_head=reset_head,
+                           allow_non_finite=allow_non_finite)
     native = to_native(kept, spec, framework, features_only=features_only)
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in native.items()}

@@ -17,10 +17,12 @@ from ...converters.tables import native_state
 FRAMEWORK = "jittor"
 
 
-def load_state(model, state: dict, *, reset_head: bool = False, model_name: str = "") -> None:
+def load_state(model, state: dict, *, reset_head: bool = False, model_name: str = "",
+               allow_non_finite: bool = False) -> None:
     """Load a canonical state (official names, torch layouts) strictly."""
     native = native_state(state, model.spec, FRAMEWORK, model_name=model_name,
-                          features_only=model.features_only, reset_head=reset_head)
+                          features_only=model.features_only, reset_head=reset_head,
+                          allow_non_finite=allow_non_finite)
     own = model.state_dict()
     missing = [k for k in own if k not in native and not (reset_head and k.startswith("fc."))]
     unexpected = [k for k in native if k not in own]
@@ -30,8 +32,10 @@ def load_state(model, state: dict, *, reset_head: bool = False, model_name: str 
     model.load_parameters(native)
 
 
-def load_weights(model, path: str | Path, *, reset_head: bool = False, model_name: str = ""):
-    load_state(model, read_canonical(path, model.spec), reset_head=reset_head, model_name=model_name)
+def load_weights(model, path: str | Path, *, reset_head: bool = False, model_name: str = "",
+                 allow_non_finite: bool = False):
+    load_state(model, read_canonical(path, model.spec), reset_head=reset_head, model_name=model_name,
+               allow_non_finite=allow_non_finite)
     return model
 
 
@@ -51,6 +55,7 @@ def write_native(state_path: str, out: str) -> None:
 
     label, spec, state = load_canonical_file(state_path)
     model = build_model(spec)
-    load_state(model, state, model_name=label)
+    # The staged file is ours: the parent already applied the user's NaN/Inf policy.
+    load_state(model, state, model_name=label, allow_non_finite=True)
     with atomic_output(out) as tmp:
         model.save(str(tmp))  # Jittor's own format: pickle + sha1 trailer, read back by jt.load

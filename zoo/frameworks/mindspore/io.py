@@ -32,10 +32,12 @@ def read_ckpt(path: str | Path) -> dict[str, np.ndarray]:
     return {name: p.asnumpy() for name, p in params.items()}
 
 
-def load_state(model, state: dict, *, reset_head: bool = False, model_name: str = "") -> None:
+def load_state(model, state: dict, *, reset_head: bool = False, model_name: str = "",
+               allow_non_finite: bool = False) -> None:
     """Load a canonical state (official names, torch layouts) strictly."""
     native = native_state(state, model.spec, FRAMEWORK, model_name=model_name,
-                          features_only=model.features_only, reset_head=reset_head)
+                          features_only=model.features_only, reset_head=reset_head,
+                          allow_non_finite=allow_non_finite)
     params = {k: ms.Parameter(ms.Tensor(v), name=k) for k, v in native.items()}
     not_loaded, unused = ms.load_param_into_net(model, params, strict_load=True)
     not_loaded = [k for k in not_loaded if not (reset_head and k.startswith("fc."))]
@@ -43,12 +45,14 @@ def load_state(model, state: dict, *, reset_head: bool = False, model_name: str 
         raise RuntimeError(f"internal layout mismatch: not loaded {not_loaded[:5]}, unused {unused[:5]}")
 
 
-def load_weights(model, path: str | Path, *, reset_head: bool = False, model_name: str = ""):
+def load_weights(model, path: str | Path, *, reset_head: bool = False, model_name: str = "",
+                 allow_non_finite: bool = False):
     if sniff_format(path) == "mindspore-ckpt":
         state = from_native(read_ckpt(path), model.spec, FRAMEWORK)
     else:
         state = read_canonical(path, model.spec)
-    load_state(model, state, reset_head=reset_head, model_name=model_name)
+    load_state(model, state, reset_head=reset_head, model_name=model_name,
+               allow_non_finite=allow_non_finite)
     return model
 
 
@@ -68,6 +72,7 @@ def write_native(state_path: str, out: str) -> None:
 
     label, spec, state = load_canonical_file(state_path)
     model = build_model(spec)
-    load_state(model, state, model_name=label)
+    # The staged file is ours: the parent already applied the user's NaN/Inf policy.
+    load_state(model, state, model_name=label, allow_non_finite=True)
     with atomic_output(out) as tmp:
         ms.save_checkpoint(model, str(tmp))

@@ -45,16 +45,17 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_weights(model: torch.nn.Module, path: str | Path, *, reset_head: bool = False,
-                 model_name: str = "") -> torch.nn.Module:
+                 model_name: str = "", allow_non_finite: bool = False) -> torch.nn.Module:
     """Load a checkpoint into a model built by :func:`build_model`, strictly."""
     state = read_checkpoint(path)
-    load_state(model, state, reset_head=reset_head, model_name=model_name)
+    load_state(model, state, reset_head=reset_head, model_name=model_name, allow_non_finite=allow_non_finite)
     return model
 
 
-def load_state(model: torch.nn.Module, state: dict, *, reset_head: bool = False, model_name: str = "") -> None:
-    kept, _ = match_layout(state, model.spec, model_name=model_name,
-                           features_only=model.features_only, reset_head=reset_head)
+def load_state(model: torch.nn.Module, state: dict, *, reset_head: bool = False, model_name: str = "",
+               allow_non_finite: bool = False) -> None:
+    kept, _ = match_layout(state, model.spec, model_name=model_name, features_only=model.features_only,
+                           reset_head=reset_head, allow_non_finite=allow_non_finite)
     tensors = {k: torch.as_tensor(v) for k, v in kept.items()}
     result = model.load_state_dict(tensors, strict=False)
     # match_layout vouched for every parameter; what torch still misses can only be buffers
@@ -93,7 +94,8 @@ def write_native(state_path: str, out: str) -> None:
 
     label, spec, state = load_canonical_file(state_path)
     model = build_model(spec)
-    load_state(model, state, model_name=label)
+    # The staged file is ours: the parent already applied the user's NaN/Inf policy.
+    load_state(model, state, model_name=label, allow_non_finite=True)
     with atomic_output(out) as tmp:
         torch.save(model.state_dict(), tmp)
 

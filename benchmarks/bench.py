@@ -1,0 +1,336 @@
+"""Speed and memory of zoo against the peer implementations, measured in one run.
+
+    python benchmarks/bench.py [--runs 7] [--json benchmarks/results.json] [--skip-throughput]
+
+Prints one table per section and writes everything as JSON:
+
+1. inference throughput (images/s, fp32, CPU, eval, 224x224, batch 1 and 8; warm-up, then the
+   median of --runs timings, ours and the peer's alternated), each framework in its own process:
+   torch vs timm, MindSpore vs MindCV, Paddle vs PaddleClas (its model file only), Jittor vs
+   jittor.models;
+2. `zoo convert` of res2net101_v1b_26w_4s (about 180 MB) to each framework: wall time and peak
+   memory, beside importing that framework alone and copying the same bytes;
+3. CLI start-up: `zoo --help`, `zoo list`;
+4. GPU (torch fp32/fp16/bf16, channels_last, batch 1 and 64) when a CUDA device is present.
+
+Peers: pip install timm mindcv; pip install --no-deps paddleclas (only its res2net.py is used).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+PY = sys.executable
+
+
+# --------------------------------------------------------------------------------------------
+# Worker side: one framework per process.
+
+
+def _time_pair(ours, peer, batch: int, runs: int, repeat: int) -> tuple[float, float]:
+    """Median images/s of two callables, alternated so drift hits both equally."""
+    for _ in range(2):
+        ours()
+        peer()
+    times = {"ours": [], "peer": []}
+    for _ in range(runs):
+        for key, fn in (("ours", ours), ("peer", peer)):
+            t = time.perf_counter()
+            for _ in range(repeat):
+                fn()
+            times[key].append((time.perf_counter() - t) / repeat)
+    return batch / statistics.median(times["ours"]), batch / statistics.median(times["peer"])
+
+
+def _worker_torch(batches, runs):
+    import timm
+    import torch
+
+    import zoo
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    rows = []
+    for ours_name, peer_name in (("res2net50_26w_4s", "res2net50_26w_4s"), ("res2net101_v1b_26w_4s", "res2net101d")):
+        ours = zoo.create_model(ours_name, framework="torch").eval()
+        peer = timm.create_model(peer_name).eval()
+        for b in batches:
+            x = torch.randn(b, 3, 224, 224)
+            with torch.inference_mode():
+                o, p = _time_pair(lambda: ours(x), lambda: peer(x), b, runs, 3 if b == 1 else 1)
+            rows.append(dict(framework="torch", model=ours_name, peer=f"timm {peer_name}", batch=b, ours=o, peer_ips=p))
+    return rows
+
+
+def _worker_mindspore(batches, runs):
+    import mindspore as ms
+    import numpy as np
+    from mindcv.models import create_model as mindcv_model
+
+    import zoo
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ours = zoo.create_model("res2net50_26w_4s", framework="mindspore")
+    peer = mindcv_model("res2net50")
+    ours.set_train(False)
+    peer.set_train(False)
+    rows = []
+    for b in batches:
+        x = ms.Tensor(np.random.rand(b, 3, 224, 224).astype(np.float32))
+        o, p = _time_pair(lambda: ours(x).asnumpy(), lambda: peer(x).asnumpy(), b, runs, 3 if b == 1 else 1)
+        rows.append(dict(framework="mindspore (graph)", model="res2net50_26w_4s", peer="MindCV res2net50",
+                         batch=b, ours=o, peer_ips=p))
+    return rows
+
+
+def _paddleclas_res2net():
+    """PaddleClas' Res2Net50_26w_4s from its model file alone: the package itself imports OpenCV
+    and more at import; the file needs only a pretrained-weights helper, stubbed here."""
+    import importlib.util
+    import types
+
+    spec = importlib.util.find_spec("paddleclas")
+    if spec is None:
+        raise ModuleNotFoundError("paddleclas (pip install --no-deps paddleclas)")
+    root = Path(list(spec.submodule_search_locations)[0]) / "ppcls"
+    for name in ("ppcls", "ppcls.utils", "ppcls.arch", "ppcls.arch.backbone", "ppcls.arch.backbone.model_zoo"):
+        module = types.ModuleType(name)
+        module.__path__ = []
+        sys.modules.setdefault(name, module)
+    helper = types.ModuleType("ppcls.utils.save_load")
+    helper.load_dygraph_pretrain = helper.load_dygraph_pretrain_from_url = lambda *a, **k: None
+    sys.modules["ppcls.utils.save_load"] = helper
+    file_spec = importlib.util.spec_from_file_location("ppcls.arch.backbone.model_zoo.res2net",
+                                                       root / "arch/backbone/model_zoo/res2net.py")
+    module = importlib.util.module_from_spec(file_spec)
+    file_spec.loader.exec_module(module)
+    return module.Res2Net50_26w_4s()
+
+
+def _worker_paddle(batches, runs):
+    import numpy as np
+    import paddle
+
+    import zoo
+
+    ours = zoo.create_model("res2net50_26w_4s", framework="paddle")
+    peer = _paddleclas_res2net()
+    ours.eval()
+    peer.eval()
+    rows = []
+    for b in batches:
+        x = paddle.to_tensor(np.random.rand(b, 3, 224, 224).astype(np.float32))
+        with paddle.no_grad():
+            o, p = _time_pair(lambda: ours(x).numpy(), lambda: peer(x).numpy(), b, runs, 3 if b == 1 else 1)
+        rows.append(dict(framework="paddle (dynamic)", model="res2net50_26w_4s", peer="PaddleClas Res2Net50_26w_4s",
+                         batch=b, ours=o, peer_ips=p))
+    return rows
+
+
+def _worker_jittor(batches, runs):
+    import zoo.frameworks.jittor  # noqa: F401  configures Jittor before its import
+    import jittor as jt
+    import numpy as np
+    from jittor.models import res2net50
+
+    import zoo
+
+    ours = zoo.create_model("res2net50_26w_4s", framework="jittor")
+    peer = res2net50()
+    ours.eval()
+    peer.eval()
+    rows = []
+    for b in batches:
+        x = jt.array(np.random.rand(b, 3, 224, 224).astype(np.float32))
+        with jt.no_grad():
+            o, p = _time_pair(lambda: ours(x).numpy(), lambda: peer(x).numpy(), b, runs, 3 if b == 1 else 1)
+        rows.append(dict(framework="jittor", model="res2net50_26w_4s", peer="jittor.models res2net50",
+                         batch=b, ours=o, peer_ips=p))
+    return rows
+
+
+def _worker_gpu(batches, runs):
+    import torch
+
+    import zoo
+
+    if not torch.cuda.is_available():
+        return []
+    rows = []
+    model = zoo.create_model("res2net50_26w_4s", framework="torch").eval().cuda()
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        for channels_last in (False, True):
+            m = model.to(dtype=dtype, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+            for b in (1, 64):
+                x = torch.randn(b, 3, 224, 224, device="cuda", dtype=dtype)
+                if channels_last:
+                    x = x.to(memory_format=torch.channels_last)
+
+                def run():
+                    with torch.inference_mode():
+                        m(x)
+                    torch.cuda.synchronize()
+
+                ips, _ = _time_pair(run, run, b, runs, 10)
+                rows.append(dict(device=torch.cuda.get_device_name(), dtype=str(dtype).replace("torch.", ""),
+                                 channels_last=channels_last, batch=b, images_per_s=ips))
+    return rows
+
+
+WORKERS = {"torch": _worker_torch, "mindspore": _worker_mindspore, "paddle": _worker_paddle,
+           "jittor": _worker_jittor, "gpu": _worker_gpu}
+
+
+# --------------------------------------------------------------------------------------------
+# Orchestration.
+
+
+def _run_worker(name: str, runs: int) -> list[dict]:
+    proc = subprocess.run([PY, str(HERE), "--worker", name, "--runs", str(runs)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
+        print(f"  {name}: failed ({tail})", file=sys.stderr)
+        return [dict(framework=name, error=tail)]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _measure(cmd: list[str]) -> tuple[float, int]:
+    """Wall seconds and the peak RSS (MiB) of the largest process in the command's tree."""
+    probe = ("import resource, subprocess, sys, time, json\n"
+             "t = time.perf_counter()\n"
+             f"code = subprocess.run({cmd!r}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode\n"
+             "print(json.dumps([time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code]))")
+    out = subprocess.run([PY, "-c", probe], capture_output=True, text=True, check=True).stdout
+    wall, kib, code = json.loads(out)
+    if code != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed with exit code {code}")
+    return wall, kib // 1024
+
+
+def conversion_section(runs: int) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
+        d = Path(tmp)
+        jobs = d / "jobs.json"
+        jobs.write_text(json.dumps([{"model": "res2net101_v1b_26w_4s", "out": str(d / "src.safetensors"),
+                                     "pth": str(d / "res2net101_v1b_26w_4s.pth")}]))
+        subprocess.run([PY, "-m", "zoo.worker", "torch", "calibrate", str(jobs)], check=True, capture_output=True)
+        src = d / "res2net101_v1b_26w_4s.pth"
+        size_mb = src.stat().st_size / 2**20
+        copies = []
+        for _ in range(3):
+            t = time.perf_counter()
+            shutil.copyfile(src, d / "copy.bin")
+            os.sync()
+            copies.append(time.perf_counter() - t)
+        copy_s = statistics.median(copies)
+        for fw, module, ext in (("torch", "torch", ".pth"), ("paddle", "paddle", ".pdparams"),
+                                ("mindspore", "mindspore", ".ckpt"), ("jittor", "zoo.frameworks.jittor", ".pkl")):
+            imports = [_measure([PY, "-c", f"import {module}"]) for _ in range(max(1, runs // 2))]
+            import_s = statistics.median(w for w, _ in imports)
+            import_mib = max(m for _, m in imports)
+            converts = [_measure([PY, "-m", "zoo.cli", "convert", str(src), "--to", fw, "-o", str(d / f"out{ext}")])
+                        for _ in range(max(1, runs // 2))]
+            convert_s = statistics.median(w for w, _ in converts)
+            convert_mib = max(m for _, m in converts)
+            rows.append(dict(framework=fw, file_mb=round(size_mb, 1), convert_s=convert_s, convert_peak_mib=convert_mib,
+                             import_s=import_s, import_peak_mib=import_mib, copy_s=copy_s,
+                             time_target_met=convert_s <= import_s + 2.0,
+                             memory_target_met=convert_mib <= import_mib + 2 * size_mb))
+    return rows
+
+
+def startup_section(runs: int) -> list[dict]:
+    rows = []
+    for args in (["--help"], ["list"]):
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            subprocess.run([PY, "-m", "zoo.cli", *args], capture_output=True, check=True)
+            times.append(time.perf_counter() - t)
+        rows.append(dict(command="zoo " + " ".join(args), seconds=statistics.median(times)))
+    return rows
+
+
+def _table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    head = "  ".join(f"{title:>{len(title) if i else 24}}" if i else f"{title:24}" for i, (title, _, _) in enumerate(columns))
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        cells = []
+        for i, (title, key, fmt) in enumerate(columns):
+            value = r.get(key, "")
+            text = format(value, fmt) if value != "" and fmt else str(value)
+            cells.append(f"{text:24}" if i == 0 else f"{text:>{len(title)}}")
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--json", default=str(HERE.parent / "results.json"))
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(WORKERS[args.worker]([1, 8], args.runs)))
+        return 0
+
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    report = {"date": time.strftime("%Y-%m-%d"), "machine": machine}
+    print(f"zoo benchmarks, {report['date']}, {machine}\n")
+    if not args.skip_throughput:
+        rows = []
+        for fw in ("torch", "mindspore", "paddle", "jittor"):
+            print(f"measuring {fw} throughput ...", file=sys.stderr)
+            rows += _run_worker(fw, args.runs)
+        for r in rows:
+            if "ours" in r:
+                r["ratio"] = r["ours"] / r["peer_ips"]
+        report["throughput"] = rows
+        print("Inference throughput, images/s (fp32, CPU, 224x224, median)")
+        print(_table([r for r in rows if "ours" in r], [
+            ("framework", "framework", ""), ("model", "model", ""), ("batch", "batch", "d"), ("ours", "ours", ".2f"),
+            ("peer", "peer_ips", ".2f"), ("ours/peer", "ratio", ".2f"), ("peer model", "peer", "")]))
+        for r in rows:
+            if "error" in r:
+                print(f"  {r['framework']}: not measured ({r['error']})")
+        print()
+    print("measuring conversion ...", file=sys.stderr)
+    report["conversion"] = conversion_section(args.runs)
+    print(f"zoo convert res2net101_v1b_26w_4s (.pth, {report['conversion'][0]['file_mb']} MB)")
+    print(_table(report["conversion"], [
+        ("target", "framework", ""), ("convert s", "convert_s", ".2f"), ("import s", "import_s", ".2f"),
+        ("copy s", "copy_s", ".2f"), ("peak MiB", "convert_peak_mib", "d"), ("import MiB", "import_peak_mib", "d"),
+        ("time ok", "time_target_met", ""), ("memory ok", "memory_target_met", "")]))
+    print()
+    report["startup"] = startup_section(args.runs)
+    print("CLI start-up (median wall seconds)")
+    print(_table(report["startup"], [("command", "command", ""), ("seconds", "seconds", ".3f")]))
+    print()
+    gpu = _run_worker("gpu", args.runs)
+    report["gpu"] = gpu
+    if gpu and "error" not in gpu[0]:
+        print("GPU, torch res2net50_26w_4s, images/s")
+        print(_table(gpu, [("dtype", "dtype", ""), ("channels_last", "channels_last", ""), ("batch", "batch", "d"),
+                           ("images/s", "images_per_s", ".1f")]))
+    else:
+        print("GPU: no CUDA device on this machine; not measured")
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    print(f"\nwritten: {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

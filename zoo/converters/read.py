@@ -1,9 +1,9 @@
 """Read any supported checkpoint into numpy without importing a framework in this process.
 
-safetensors and the numpy pickles (Paddle, later Jittor) are read here; PyTorch files need
-torch's own ``weights_only`` reader and MindSpore ``.ckpt`` (protobuf) MindSpore's parser, so
-they are read by a worker process of that framework and handed over as a temporary
-safetensors file.
+safetensors, PyTorch zip checkpoints (torch_zip.py) and the numpy pickles (Paddle, Jittor)
+are read here; MindSpore ``.ckpt`` (protobuf) needs MindSpore's parser, and legacy or unusual
+PyTorch files torch's own ``weights_only`` reader, so those are read by a worker process of that
+framework and handed over as a temporary safetensors file.
 """
 
 from __future__ import annotations
@@ -101,24 +101,37 @@ def read_raw(path: str | Path) -> RawState:
     if fmt == "safetensors":
         return read_safetensors(path)
     if fmt == "torch-zip":
-        return _read_with_worker("torch", path)
+        from .torch_zip import read_torch_zip
+
+        try:
+            tensors = unwrap(read_torch_zip(path))
+        except ForeignGlobalError as exc:
+            _refuse_unless_torch(path, exc)
+            return _read_with_worker("torch", path)  # other torch objects: torch's weights_only reader
+        return RawState({k: np.asarray(v) for k, v in tensors.items()}, "torch")
     if fmt == "mindspore-ckpt":
         return _read_with_worker("mindspore", path)
     if fmt == "pickle":
         try:
             obj = load_numpy_pickle(path)
         except ForeignGlobalError as exc:
-            if exc.module.split(".")[0] == "torch" or exc.module == "persistent_id":
-                return _read_with_worker("torch", path)  # legacy torch.save format; torch reads it safely
-            raise UnsafeCheckpointError(
-                f"{path}: refused, the pickle asks for {exc.module}.{exc.name}, which could run code; "
-                "only arrays and plain containers are loaded"
-            ) from None
+            _refuse_unless_torch(path, exc)
+            return _read_with_worker("torch", path)  # legacy torch.save format; torch reads it safely
         if isinstance(obj, dict):
             obj = {k: v for k, v in obj.items() if k not in _PADDLE_EXTRAS}
         tensors = {k: np.asarray(v) for k, v in unwrap(obj).items()}
         return RawState(tensors, _flavour(tensors))
     raise CheckpointFormatError(f"{path}: a {fmt} file is not supported here yet")
+
+
+def _refuse_unless_torch(path: Path, exc: ForeignGlobalError) -> None:
+    """Globals from torch may be read by torch's own weights_only reader; any other is refused."""
+    if exc.module.split(".")[0] == "torch" or exc.module == "persistent_id":
+        return
+    raise UnsafeCheckpointError(
+        f"{path}: refused, the pickle asks for {exc.module}.{exc.name}, which could run code; "
+        "only arrays and plain containers are loaded"
+    ) from None
 
 
 def _read_with_worker(framework: str, path: Path) -> RawState:

@@ -85,3 +85,18 @@ def native_state(state: Mapping[str, np.ndarray], spec: Res2NetSpec, framework: 
                            allow_non_finite=allow_non_finite)
     native = to_native(kept, spec, framework, features_only=features_only)
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in native.items()}
+
+
+def check_native_layout(own: Mapping[str, tuple[int, ...]], native: Mapping[str, np.ndarray],
+                        *, reset_head: bool = False) -> None:
+    """The model's own tensors (name -> shape) against the native state about to be loaded.
+
+    The state already passed the strict canonical check, so a difference here is a bug in a
+    port (a module named unlike the layout), never the user's file: say so loudly, because
+    some frameworks (Jittor) would load a mismatch silently."""
+    missing = [k for k in own if k not in native and not (reset_head and k.startswith("fc."))]
+    unexpected = [k for k in native if k not in own]
+    wrong = [k for k in native if k in own and tuple(own[k]) != tuple(native[k].shape)]
+    if missing or unexpected or wrong:
+        raise RuntimeError(f"internal layout mismatch in the port: missing {missing[:5]}, "
+                           f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]}")

@@ -178,6 +178,16 @@ class FeatureInfo:
 
 
 @dataclass(frozen=True)
+class Outputs:
+    """What a built model returns: logits, or the feature levels ``indices``."""
+
+    features_only: bool
+    indices: tuple[int, ...]
+    info: tuple[FeatureInfo, ...]
+    has_head: bool
+
+
+@dataclass(frozen=True)
 class NetworkPlan:
     spec: Res2NetSpec
     stem: tuple[ConvBN, ...]          # resnet: conv1/bn1 or the deep stem; dla: base_layer
@@ -187,6 +197,15 @@ class NetworkPlan:
     head_is_conv: bool                 # DLA's classifier is a 1x1 conv named fc
     features: tuple[FeatureInfo, ...]
     default_out_indices: tuple[int, ...] = field(default=())
+
+    def outputs(self, features_only: bool = False, out_indices=None) -> Outputs:
+        n = len(self.features)
+        indices = tuple(out_indices) if out_indices is not None else self.default_out_indices
+        if any(not -n <= i < n for i in indices):
+            raise ValueError(f"out_indices {indices} out of range for {n} feature levels")
+        indices = tuple(i % n for i in indices)
+        return Outputs(features_only, indices, tuple(self.features[i] for i in indices),
+                       has_head=not features_only and self.spec.num_classes > 0)
 
 
 def _is_stage_block(spec: Res2NetSpec, index_in_stage: int, stride: int) -> bool:

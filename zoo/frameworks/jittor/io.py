@@ -12,7 +12,7 @@ from pathlib import Path
 import jittor as jt
 
 from ...converters.read import read_canonical
-from ...converters.tables import native_state
+from ...converters.tables import check_native_layout, native_state
 
 FRAMEWORK = "jittor"
 
@@ -23,12 +23,8 @@ def load_state(model, state: dict, *, reset_head: bool = False, model_name: str 
     native = native_state(state, model.spec, FRAMEWORK, model_name=model_name,
                           features_only=model.features_only, reset_head=reset_head,
                           allow_non_finite=allow_non_finite)
-    own = model.state_dict()
-    missing = [k for k in own if k not in native and not (reset_head and k.startswith("fc."))]
-    unexpected = [k for k in native if k not in own]
-    wrong = [k for k in native if k in own and tuple(own[k].shape) != native[k].shape]
-    if missing or unexpected or wrong:
-        raise RuntimeError(f"internal layout mismatch: {missing[:5]} {unexpected[:5]} {wrong[:5]}")
+    # Jittor's load_parameters only logs mismatches: check before loading.
+    check_native_layout({k: tuple(v.shape) for k, v in model.state_dict().items()}, native, reset_head=reset_head)
     model.load_parameters(native)
 
 

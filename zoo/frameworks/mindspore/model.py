@@ -142,33 +142,30 @@ class Tree(nn.Cell):
 class _Res2NetBase(nn.Cell):
     plan: NetworkPlan
 
-    def _setup_outputs(self, features_only: bool, out_indices) -> None:
-        self.features_only = features_only
-        n = len(self.plan.features)
-        indices = tuple(out_indices) if out_indices is not None else self.plan.default_out_indices
-        if any(not -n <= i < n for i in indices):
-            raise ValueError(f"out_indices {indices} out of range for {n} feature levels")
-        self.out_indices = tuple(i % n for i in indices)
-        self.feature_info: list[FeatureInfo] = [self.plan.features[i] for i in self.out_indices]
+    def __init__(self, spec: Res2NetSpec, features_only: bool, out_indices):
+        super().__init__()
+        self.spec = spec
+        self.plan = plan(spec)
+        outputs = self.plan.outputs(features_only, out_indices)
+        self.features_only = outputs.features_only
+        self.out_indices = outputs.indices
+        self.feature_info: list[FeatureInfo] = list(outputs.info)
+        self.has_head = outputs.has_head
         self.head_is_conv = self.plan.head_is_conv
-        self.has_fc = not features_only and self.spec.num_classes > 0
 
     def construct(self, x):
         feats = self.forward_features(x)
         if self.features_only:
             return tuple(feats[i] for i in self.out_indices)
         x = feats[len(feats) - 1].mean(axis=(2, 3), keep_dims=self.head_is_conv)
-        if self.has_fc:
+        if self.has_head:
             x = self.fc(x)
         return x.reshape(x.shape[0], -1)
 
 
 class Res2Net(_Res2NetBase):
     def __init__(self, spec: Res2NetSpec, *, features_only: bool = False, out_indices=None):
-        super().__init__()
-        self.spec = spec
-        self.plan = plan(spec)
-        self._setup_outputs(features_only, out_indices)
+        super().__init__(spec, features_only, out_indices)
         p = self.plan
         if spec.stem == "deep":
             a, b, c = p.stem
@@ -187,7 +184,7 @@ class Res2Net(_Res2NetBase):
         for i, blocks in enumerate(p.stages):
             setattr(self, f"layer{i + 1}", nn.SequentialCell([Bottle2neck(b) for b in blocks]))
         self.stages = [getattr(self, f"layer{i + 1}") for i in range(self.num_stages)]
-        if self.has_fc:
+        if self.has_head:
             self.fc = nn.Dense(p.head_in, spec.num_classes)
 
     def forward_features(self, x):
@@ -202,10 +199,7 @@ class Res2Net(_Res2NetBase):
 
 class DLA(_Res2NetBase):
     def __init__(self, spec: Res2NetSpec, *, features_only: bool = False, out_indices=None):
-        super().__init__()
-        self.spec = spec
-        self.plan = plan(spec)
-        self._setup_outputs(features_only, out_indices)
+        super().__init__(spec, features_only, out_indices)
         p = self.plan
         self.base_layer = _conv_bn_relu(p.stem)
         self.level0 = _conv_bn_relu(p.stages[0])
@@ -214,7 +208,7 @@ class DLA(_Res2NetBase):
         self.level3 = Tree(p.stages[3][0])
         self.level4 = Tree(p.stages[4][0])
         self.level5 = Tree(p.stages[5][0])
-        if self.has_fc:
+        if self.has_head:
             self.fc = nn.Conv2d(p.head_in, spec.num_classes, 1, has_bias=True)
 
     def forward_features(self, x):

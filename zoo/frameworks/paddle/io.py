@@ -13,7 +13,7 @@ import numpy as np
 import paddle
 
 from ...converters.read import read_canonical
-from ...converters.tables import native_state
+from ...converters.tables import check_native_layout, native_state
 
 FRAMEWORK = "paddle"
 
@@ -24,11 +24,7 @@ def load_state(model, state: dict, *, reset_head: bool = False, model_name: str 
     native = native_state(state, model.spec, FRAMEWORK, model_name=model_name,
                           features_only=model.features_only, reset_head=reset_head,
                           allow_non_finite=allow_non_finite)
-    own = model.state_dict()
-    missing = [k for k in own if k not in native and not (reset_head and k.startswith("fc."))]
-    unexpected = [k for k in native if k not in own]
-    if missing or unexpected:
-        raise RuntimeError(f"internal layout mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    check_native_layout({k: tuple(v.shape) for k, v in model.state_dict().items()}, native, reset_head=reset_head)
     model.set_state_dict({k: paddle.to_tensor(v) for k, v in native.items()})
 
 

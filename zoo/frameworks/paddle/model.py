@@ -135,14 +135,15 @@ class Tree(nn.Layer):
 class _Res2NetBase(nn.Layer):
     plan: NetworkPlan
 
-    def _setup_outputs(self, features_only: bool, out_indices) -> None:
-        self.features_only = features_only
-        n = len(self.plan.features)
-        indices = tuple(out_indices) if out_indices is not None else self.plan.default_out_indices
-        if any(not -n <= i < n for i in indices):
-            raise ValueError(f"out_indices {indices} out of range for {n} feature levels")
-        self.out_indices = tuple(i % n for i in indices)
-        self.feature_info: list[FeatureInfo] = [self.plan.features[i] for i in self.out_indices]
+    def __init__(self, spec: Res2NetSpec, features_only: bool, out_indices):
+        super().__init__()
+        self.spec = spec
+        self.plan = plan(spec)
+        outputs = self.plan.outputs(features_only, out_indices)
+        self.features_only = outputs.features_only
+        self.out_indices = outputs.indices
+        self.feature_info: list[FeatureInfo] = list(outputs.info)
+        self.has_head = outputs.has_head
 
     def forward_head(self, x):
         x = x.mean(axis=[2, 3], keepdim=self.plan.head_is_conv)
@@ -157,10 +158,7 @@ class _Res2NetBase(nn.Layer):
 
 class Res2Net(_Res2NetBase):
     def __init__(self, spec: Res2NetSpec, *, features_only: bool = False, out_indices=None):
-        super().__init__()
-        self.spec = spec
-        self.plan = plan(spec)
-        self._setup_outputs(features_only, out_indices)
+        super().__init__(spec, features_only, out_indices)
         p = self.plan
         if spec.stem == "deep":
             a, b, c = p.stem
@@ -180,8 +178,7 @@ class Res2Net(_Res2NetBase):
             name = f"layer{i + 1}"
             self.add_sublayer(name, nn.Sequential(*[Bottle2neck(b) for b in blocks]))
             self.stage_names.append(name)
-        use_head = not features_only and spec.num_classes > 0
-        self.fc = nn.Linear(p.head_in, spec.num_classes) if use_head else None
+        self.fc = nn.Linear(p.head_in, spec.num_classes) if self.has_head else None
 
     def forward_features(self, x):
         x = self.relu(self.bn1(self.conv1(x)))
@@ -195,18 +192,14 @@ class Res2Net(_Res2NetBase):
 
 class DLA(_Res2NetBase):
     def __init__(self, spec: Res2NetSpec, *, features_only: bool = False, out_indices=None):
-        super().__init__()
-        self.spec = spec
-        self.plan = plan(spec)
-        self._setup_outputs(features_only, out_indices)
+        super().__init__(spec, features_only, out_indices)
         p = self.plan
         self.base_layer = _conv_bn_relu(p.stem)
         self.level0 = _conv_bn_relu(p.stages[0])
         self.level1 = _conv_bn_relu(p.stages[1])
         for i in range(2, 6):
             self.add_sublayer(f"level{i}", Tree(p.stages[i][0]))
-        use_head = not features_only and spec.num_classes > 0
-        self.fc = nn.Conv2D(p.head_in, spec.num_classes, 1) if use_head else None
+        self.fc = nn.Conv2D(p.head_in, spec.num_classes, 1) if self.has_head else None
 
     def forward_features(self, x):
         x = self.base_layer(x)

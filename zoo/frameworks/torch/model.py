@@ -141,14 +141,15 @@ class _Res2NetBase(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def _setup_outputs(self, features_only: bool, out_indices) -> None:
-        self.features_only = features_only
-        self.out_indices = tuple(out_indices) if out_indices is not None else self.plan.default_out_indices
-        n = len(self.plan.features)
-        if any(not -n <= i < n for i in self.out_indices):
-            raise ValueError(f"out_indices {self.out_indices} out of range for {n} feature levels")
-        self.out_indices = tuple(i % n for i in self.out_indices)
-        self.feature_info: list[FeatureInfo] = [self.plan.features[i] for i in self.out_indices]
+    def __init__(self, spec: Res2NetSpec, features_only: bool, out_indices):
+        super().__init__()
+        self.spec = spec
+        self.plan = plan(spec)
+        outputs = self.plan.outputs(features_only, out_indices)
+        self.features_only = outputs.features_only
+        self.out_indices = outputs.indices
+        self.feature_info: list[FeatureInfo] = list(outputs.info)
+        self.has_head = outputs.has_head
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         raise NotImplementedError
@@ -168,10 +169,7 @@ class Res2Net(_Res2NetBase):
     """ResNet-trunk Res2Net / Res2NeXt / v1b / SE-Res2Net."""
 
     def __init__(self, spec: Res2NetSpec, *, features_only: bool = False, out_indices=None):
-        super().__init__()
-        self.spec = spec
-        self.plan = plan(spec)
-        self._setup_outputs(features_only, out_indices)
+        super().__init__(spec, features_only, out_indices)
         p = self.plan
         if spec.stem == "deep":
             a, b, c = p.stem
@@ -191,8 +189,7 @@ class Res2Net(_Res2NetBase):
             name = f"layer{i + 1}"
             self.add_module(name, nn.Sequential(*(Bottle2neck(b) for b in blocks)))
             self.stage_names.append(name)
-        use_head = not features_only and spec.num_classes > 0
-        self.fc = nn.Linear(p.head_in, spec.num_classes) if use_head else None
+        self.fc = nn.Linear(p.head_in, spec.num_classes) if self.has_head else None
         self._init_weights()
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -209,18 +206,14 @@ class DLA(_Res2NetBase):
     """Res2Net-DLA / Res2NeXt-DLA (official dla.py topology, classifier a 1x1 conv)."""
 
     def __init__(self, spec: Res2NetSpec, *, features_only: bool = False, out_indices=None):
-        super().__init__()
-        self.spec = spec
-        self.plan = plan(spec)
-        self._setup_outputs(features_only, out_indices)
+        super().__init__(spec, features_only, out_indices)
         p = self.plan
         self.base_layer = _conv_bn_relu(p.stem)
         self.level0 = _conv_bn_relu(p.stages[0])
         self.level1 = _conv_bn_relu(p.stages[1])
         for i in range(2, 6):
             self.add_module(f"level{i}", Tree(p.stages[i][0]))
-        use_head = not features_only and spec.num_classes > 0
-        self.fc = nn.Conv2d(p.head_in, spec.num_classes, 1, bias=True) if use_head else None
+        self.fc = nn.Conv2d(p.head_in, spec.num_classes, 1, bias=True) if self.has_head else None
         self._init_weights()
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -264,16 +264,17 @@ def startup_section(runs: int) -> list[dict]:
 
 
 def _table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    head = "  ".join(f"{title:>{len(title) if i else 24}}" if i else f"{title:24}" for i, (title, _, _) in enumerate(columns))
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        cells = []
-        for i, (title, key, fmt) in enumerate(columns):
-            value = r.get(key, "")
-            text = format(value, fmt) if value != "" and fmt else str(value)
-            cells.append(f"{text:24}" if i == 0 else f"{text:>{len(title)}}")
-        lines.append("  ".join(cells))
-    return "\n".join(lines)
+    """Plain-text table; text columns left-aligned, numbers right-aligned."""
+    cells = [[format(r[key], fmt) if fmt and key in r else str(r.get(key, "")) for _, key, fmt in columns]
+             for r in rows]
+    widths = [max([len(title)] + [len(row[i]) for row in cells]) for i, (title, _, _) in enumerate(columns)]
+    numeric = [bool(fmt) for _, _, fmt in columns]
+
+    def line(values):
+        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
+
+    header = line([title for title, _, _ in columns])
+    return "\n".join([header, "-" * len(header)] + [line(row) for row in cells])
 
 
 def main() -> int:

@@ -170,3 +170,17 @@ def test_registry_sources_point_at_the_real_release():
     assert src.url == "https://shanghuagao.oss-cn-beijing.aliyuncs.com/res2net/res2net101_v1b_26w_4s-0812c246.pth"
     assert src.sha256_prefix == "0812c246"
     assert resolve_source("res2net50d", "timm").url.endswith("/timm/res2net50d.in1k/resolve/main/model.safetensors")
+
+
+def test_peer_weights_are_recorded_but_not_imported(tmp_path):
+    from zoo.spec import get_variant
+
+    peers = {s.tag: s for s in get_variant("res2net101_v1b").sources if not s.importable}
+    assert set(peers) == {"mindcv", "paddleclas"}
+    assert peers["mindcv"].top1 == 81.26 and peers["mindcv"].sha256_prefix == "7e6db001"
+    result = zoo_cli("download", "res2net50", "--source", "paddleclas", home=tmp_path)
+    assert result.returncode == 2 and "cannot be imported yet" in result.stderr
+    listing = json.loads(subprocess.run([sys.executable, "-m", "zoo.cli", "list", "--json"], capture_output=True,
+                                        text=True, check=True).stdout)
+    row = next(r for r in listing if r["name"] == "res2net50_26w_4s")
+    assert row["weights"] == ["official", "timm"] and row["peer_weights"] == ["mindcv", "paddleclas", "jittor"]

@@ -70,9 +70,9 @@ class JittorPort(Port):
         return [tuple(f.shape[1:]) for f in net(self.jt.zeros((1, 3, size, size)))]
 
     def write_native(self, state_path, out):
-        from zoo.frameworks.jittor.io import write_native
+        from zoo.convert import convert_here
 
-        write_native(str(state_path), str(out))
+        convert_here(state_path, "jittor", out=out)
 
 
 @pytest.fixture(scope="module")

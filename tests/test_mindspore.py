@@ -58,9 +58,9 @@ class MindSporePort(Port):
         return [tuple(f.shape[1:]) for f in net(self.ms.ops.zeros((1, 3, size, size), self.ms.float32))]
 
     def write_native(self, state_path, out):
-        from zoo.frameworks.mindspore.io import write_native
+        from zoo.convert import convert_here
 
-        write_native(str(state_path), str(out))
+        convert_here(state_path, "mindspore", out=out)
 
 
 @pytest.fixture(scope="module")

@@ -63,9 +63,9 @@ class PaddlePort(Port):
         return [tuple(f.shape[1:]) for f in net(self.paddle.zeros([1, 3, size, size]))]
 
     def write_native(self, state_path, out):
-        from zoo.frameworks.paddle.io import write_native
+        from zoo.convert import convert_here
 
-        write_native(str(state_path), str(out))
+        convert_here(state_path, "paddle", out=out)
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,8 @@ def _summary(v: zspec.Variant) -> dict:
         "top5": pub.top5 if pub else None,
         "published_params_m": pub.params_m if pub else None,
         "published_gflops": pub.gflops if pub else None,
-        "weights": [s.tag for s in v.sources],
+        "weights": [s.tag for s in v.sources if s.importable],
+        "peer_weights": [s.tag for s in v.sources if not s.importable],
     }
 
 
@@ -66,14 +67,16 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print a JSON li
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    header = f"{'name':24} {'params':>8} {'GFLOPs':>7} {'top-1':>6}  {'weights':16} aliases"
+    header = f"{'name':24} {'params':>8} {'GFLOPs':>7} {'top-1':>6}  {'weights':22} aliases"
     typer.echo(header)
     typer.echo("-" * len(header))
     for r in rows:
         top1 = f"{r['top1']:.2f}" if r["top1"] is not None else "-"
         weights = ",".join(r["weights"]) or "none"
+        if r["peer_weights"]:
+            weights += f" +{len(r['peer_weights'])} peer"
         typer.echo(f"{r['name']:24} {r['params'] / 1e6:7.2f}M {r['gflops']:7.2f} {top1:>6}  "
-                   f"{weights:16} {', '.join(r['aliases'])}")
+                   f"{weights:22} {', '.join(r['aliases'])}")
 
 
 def _info(v: zspec.Variant) -> dict:
@@ -149,6 +152,10 @@ def info_cmd(
     for src in v.sources:
         where = src.url or f"hf://{src.hf_hub_id}"
         extra = f" (hub {src.hf_hub_id})" if src.url and src.hf_hub_id else ""
+        if not src.importable:
+            extra += f" [{src.framework} peer weights, recorded; not importable yet]"
+        if src.top1 is not None:
+            extra += f" top-1 {src.top1:.2f}"
         lines.append(f"  weights [{src.tag}] {where}{extra}")
     if not v.sources:
         lines.append("  weights: none released")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 from .atomic import atomic_output
 from .converters.read import RawState, read_raw
 from .converters.state import match_layout
-from .converters.tables import from_native
+from .converters.tables import from_native, to_native
 from .errors import CheckpointMismatchError, UnknownNameError, UsageError
 from .spec import Res2NetSpec, get_spec, list_variants, resolve_name
 
@@ -108,38 +109,63 @@ def _cast(state: dict, src: Path, dtype: str) -> dict:
     return {k: v.astype(target) if v.dtype.kind == "f" else v for k, v in state.items()}
 
 
-def convert(src: str | Path, to: str, *, model: str | None = None, out: str | Path | None = None,
-            dtype: str = "float32", allow_non_finite: bool = False) -> Path:
-    """Convert ``src`` to ``to`` (safetensors, torch, paddle, mindspore, jittor); returns the
-    written path. ``dtype`` (float32, float16, keep) applies to safetensors output; the
-    frameworks' native files hold float32, as their models do."""
-    from .worker import run_worker
-
-    src = Path(src)
-    to = {"pytorch": "torch", "pt": "torch", "paddlepaddle": "paddle", "pd": "paddle", "ms": "mindspore", "jt": "jittor"}.get(
-        to.lower(), to.lower())
+def _normalize_target(to: str) -> str:
+    to = {"pytorch": "torch", "pt": "torch", "paddlepaddle": "paddle", "pd": "paddle", "ms": "mindspore",
+          "jt": "jittor"}.get(to.lower(), to.lower())
     if to not in TARGETS:
         close = difflib.get_close_matches(to, TARGETS, n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
         raise UsageError(f"cannot convert to {to!r}{hint} (choose one of: {', '.join(TARGETS)})")
+    return to
+
+
+def convert(src: str | Path, to: str, *, model: str | None = None, out: str | Path | None = None,
+            dtype: str = "float32", allow_non_finite: bool = False) -> Path:
+    """Convert ``src`` to ``to`` (safetensors, torch, paddle, mindspore, jittor); returns the
+    written path. ``dtype`` (float32, float16, keep) applies to safetensors output; the
+    frameworks' native files hold float32, as their models do.
+
+    A framework target is converted inside a worker process of that framework (one framework
+    per process); readers that need another framework nest their own worker.
+    """
+    from .worker import run_worker
+
+    src, to = Path(src), _normalize_target(to)
     if dtype not in DTYPES:
         raise UsageError(f"unknown --dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
     if dtype != "float32" and to != "safetensors":
         raise UsageError(f"--dtype {dtype} applies to --to safetensors; {to} files hold float32")
+    out = Path(out) if out else default_output(src, to)
+    if out.exists() and src.exists() and out.resolve() == src.resolve():
+        raise UsageError(f"{out}: the output would overwrite the input; choose another -o")
+    job = {"src": str(src), "to": to, "model": model, "out": str(out), "dtype": dtype,
+           "allow_non_finite": allow_non_finite}
+    if to == "safetensors":
+        return convert_here(**job)
+    with tempfile.TemporaryDirectory(prefix="zoo-convert-") as tmp:
+        job_file = Path(tmp) / "job.json"
+        job_file.write_text(json.dumps(job))
+        run_worker(to, "convert", str(job_file))
+    return out
+
+
+def convert_here(src: str | Path, to: str, *, model: str | None = None, out: str | Path, dtype: str = "float32",
+                 allow_non_finite: bool = False) -> Path:
+    """The conversion itself, in this process (which may import the target framework)."""
+    src, out = Path(src), Path(out)
     raw = read_raw(src)
     label, spec = identify_model(raw, src, model)
     state, _ = match_layout(canonical(raw, spec), spec, model_name=label, allow_non_finite=allow_non_finite)
     state = _cast(state, src, dtype)
-    out = Path(out) if out else default_output(src, to)
-    if out.exists() and out.resolve() == src.resolve():
-        raise UsageError(f"{out}: the output would overwrite the input; choose another -o")
-    metadata = {"zoo.model": label, "zoo.spec": spec.to_json(), "zoo.source": src.name,
-                "zoo.sha256": sha256_file(src), "zoo.flavour": "torch"}
     if to == "safetensors":
+        metadata = {"zoo.model": label, "zoo.spec": spec.to_json(), "zoo.source": src.name,
+                    "zoo.sha256": sha256_file(src), "zoo.flavour": "torch"}
         write_canonical(state, out, metadata)
         return out
-    with tempfile.TemporaryDirectory(prefix="zoo-convert-") as tmp:
-        staged = Path(tmp) / "state.safetensors"
-        write_canonical(state, staged, metadata)
-        run_worker(to, "write", str(staged), str(out))
+    from .frameworks import get_backend
+
+    native = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in to_native(state, spec, to).items()}
+    backend = get_backend(to)
+    with atomic_output(out) as tmp:
+        backend.save_native(native, tmp)
     return out

@@ -4,8 +4,8 @@ The frameworks' native libraries collide inside one process (torch or paddle loa
 mindspore breaks mindspore), so work that needs a framework other than the caller's runs here,
 in a child process that imports exactly one framework; arrays travel through safetensors files.
 
-    python -m zoo.worker FRAMEWORK read SRC OUT.safetensors         native file -> canonical
-    python -m zoo.worker FRAMEWORK write MODEL STATE.safetensors OUT canonical -> native file
+    python -m zoo.worker FRAMEWORK read SRC OUT.safetensors         native file -> numpy, as safetensors
+    python -m zoo.worker FRAMEWORK convert JOB.json                 any checkpoint -> this framework's file
     python -m zoo.worker FRAMEWORK logits JOBS.json                 run models on .npy inputs
     python -m zoo.worker FRAMEWORK eval JOB.json                    ImageNet-style evaluation
     python -m zoo.worker torch calibrate JOBS.json                  realistic random weights
@@ -49,7 +49,7 @@ def run_worker(framework: str, *args: str) -> str:
         raise errors.FrameworkNotInstalledError(
             f"{fw.name} is needed for this step but not installed; install it with: "
             f"pip install 'res2net-zoo[{fw.extra}]'")
-    env = {**os.environ, "ZOO_WORKER": "1"}
+    env = {**os.environ, "ZOO_WORKER": fw.name}
     proc = subprocess.Popen([sys.executable, "-m", "zoo.worker", fw.name, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_die_with_parent)
     try:
@@ -82,9 +82,15 @@ def _main(argv: list[str]) -> int:
     framework, command, *args = argv
     backend = get_backend(framework)
     if command == "read":
-        backend.read_to_safetensors(*args)
-    elif command == "write":
-        backend.write_native(*args)
+        from safetensors.numpy import save_file
+
+        src, out = args
+        save_file(backend.read_native(src), out, metadata={"zoo.flavour": framework})
+    elif command == "convert":
+        from .convert import convert_here
+
+        with open(args[0]) as f:
+            convert_here(**json.load(f))
     elif command == "logits":
         from .frameworks._common import run_jobs
 

@@ -58,5 +58,6 @@ def _by_content(path: Path, head: bytes, size: int) -> str:
     if path.suffix.lower() == ".ckpt" and head[0] == _PROTOBUF_FIRST_FIELD:
         return "mindspore-ckpt"
     raise CheckpointFormatError(
-        f"{path}: unrecognised or damaged file (expected .pth, .safetensors, .ckpt, .pdparams or .pkl content)"
+        f"{path}: unrecognised or damaged file (expected .pth, .safetensors, .ckpt, .pdparams or .pkl content; "
+        "MindSpore checkpoints are recognised by their .ckpt extension)"
     )

@@ -135,8 +135,14 @@ def _refuse_unless_torch(path: Path, exc: ForeignGlobalError) -> None:
 
 
 def _read_with_worker(framework: str, path: Path) -> RawState:
+    import os
+
     from ..worker import run_worker
 
+    if os.environ.get("ZOO_WORKER") == framework:  # we are that framework's worker: read here
+        from ..frameworks import get_backend
+
+        return RawState(dict(get_backend(framework).read_native(str(path))), framework)
     with tempfile.TemporaryDirectory(prefix="zoo-read-") as tmp:
         out = Path(tmp) / "state.safetensors"
         run_worker(framework, "read", str(path), str(out))

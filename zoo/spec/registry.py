@@ -7,7 +7,7 @@ Names are the official release's; timm's (and MindCV's) names are aliases.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import UnknownNameError
 from .model import Res2NetSpec
@@ -55,12 +55,16 @@ class WeightSource:
     """One released checkpoint. ``sha256`` is the full digest when known; official file names
     carry its first 8 hex digits (torch-hub convention), kept in ``sha256_prefix``."""
 
-    tag: str               # "official", "timm", ...
+    tag: str               # "official", "timm", "mindcv", "paddleclas", "jittor"
     framework: str         # framework whose file this is
     url: str = ""
     hf_hub_id: str = ""
     sha256_prefix: str = ""
     sha256: str = ""
+    # Weights the peers trained themselves are recorded for a later import: their graphs or
+    # names differ from the official release (e.g. PaddleClas pools no split in layer1.0).
+    importable: bool = True
+    top1: float | None = None  # the source's own published top-1, where it differs from the paper's
 
     @property
     def filename(self) -> str:
@@ -81,13 +85,42 @@ class Variant:
 
     @property
     def has_weights(self) -> bool:
-        return bool(self.sources)
+        return any(s.importable for s in self.sources)
 
 
 _NANKAI = "http://mc.nankai.edu.cn/projects/res2net/pretrainmodels/"
 _KAIZHAO = "http://data.kaizhao.net/projects/res2net/pretrained/"
 _V1B = "https://shanghuagao.oss-cn-beijing.aliyuncs.com/res2net/"
 _TIMM_GH = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-res2net/"
+_MINDCV = "https://download.mindspore.cn/toolkits/mindcv/res2net/"
+_PADDLECLAS = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/"
+_JITTOR_HUB = "https://cg.cs.tsinghua.edu.cn/jittor/assets/build/checkpoints/"
+
+
+def _peer(tag: str, url: str, top1: float | None = None) -> WeightSource:
+    framework = {"mindcv": "mindspore", "paddleclas": "paddle", "jittor": "jittor"}[tag]
+    prefix = url.rsplit("-", 1)[-1].split(".")[0] if tag == "mindcv" else ""
+    return WeightSource(tag, framework, url=url, sha256_prefix=prefix, importable=False, top1=top1)
+
+
+# Peers' own weights (MindCV top-1 from its res2net page; the others publish none per file).
+PEER_WEIGHTS: dict[str, tuple[WeightSource, ...]] = {
+    "res2net50_26w_4s": (_peer("mindcv", _MINDCV + "res2net50-f42cf71b.ckpt", 79.35),
+                         _peer("paddleclas", _PADDLECLAS + "Res2Net50_26w_4s_pretrained.pdparams"),
+                         _peer("jittor", _JITTOR_HUB + "res2net50_26w_4s.pkl")),
+    "res2net50_14w_8s": (_peer("paddleclas", _PADDLECLAS + "Res2Net50_14w_8s_pretrained.pdparams"),
+                         _peer("jittor", _JITTOR_HUB + "res2net50_14w_8s.pkl")),
+    "res2net50_26w_6s": (_peer("jittor", _JITTOR_HUB + "res2net50_26w_6s.pkl"),),
+    "res2net50_26w_8s": (_peer("jittor", _JITTOR_HUB + "res2net50_26w_8s.pkl"),),
+    "res2net50_48w_2s": (_peer("jittor", _JITTOR_HUB + "res2net50_48w_2s.pkl"),),
+    "res2net101_26w_4s": (_peer("mindcv", _MINDCV + "res2net101-8ae60132.ckpt", 79.56),
+                          _peer("jittor", _JITTOR_HUB + "res2net101_26w_4s.pkl")),
+    "res2net50_v1b_26w_4s": (_peer("mindcv", _MINDCV + "res2net50_v1b-99304e92.ckpt", 80.32),
+                             _peer("paddleclas", _PADDLECLAS + "Res2Net50_vd_26w_4s_pretrained.pdparams")),
+    "res2net101_v1b_26w_4s": (_peer("mindcv", _MINDCV + "res2net101_v1b-7e6db001.ckpt", 81.26),
+                              _peer("paddleclas", _PADDLECLAS + "Res2Net101_vd_26w_4s_pretrained.pdparams")),
+    "res2net200_v1b_26w_4s": (_peer("paddleclas", _PADDLECLAS + "Res2Net200_vd_26w_4s_pretrained.pdparams"),),
+}
 
 R50, R101, R152, R200 = (3, 4, 6, 3), (3, 4, 23, 3), (3, 8, 36, 3), (3, 24, 36, 3)
 DLA60_LEVELS, DLA60_CHANNELS = (1, 1, 1, 2, 3, 1), (16, 32, 128, 256, 512, 1024)
@@ -161,6 +194,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
        note="paper only (SE before the residual add); no released weights"),
 )}
 
+VARIANTS = {name: replace(v, sources=v.sources + PEER_WEIGHTS.get(name, ())) for name, v in VARIANTS.items()}
 _ALIASES: dict[str, str] = {a: v.name for v in VARIANTS.values() for a in v.aliases}
 
 

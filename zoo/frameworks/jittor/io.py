@@ -38,20 +38,12 @@ def load_weights(model, path: str | Path, *, reset_head: bool = False, model_nam
 # --- worker commands (see zoo.worker) ---------------------------------------------------------
 
 
-def read_to_safetensors(src: str, out: str) -> None:
-    from ...errors import UsageError
+def read_native(src: str) -> dict:
+    from ...converters.safe_pickle import load_numpy_pickle
 
-    raise UsageError("Jittor .pkl files are read without jittor; no worker needed")
+    return load_numpy_pickle(src)  # never jt.load on an untrusted file
 
 
-def write_native(state_path: str, out: str) -> None:
-    from ...atomic import atomic_output
-    from .._common import load_canonical_file
-    from .model import build_model
-
-    label, spec, state = load_canonical_file(state_path)
-    model = build_model(spec)
-    # The staged file is ours: the parent already applied the user's NaN/Inf policy.
-    load_state(model, state, model_name=label, allow_non_finite=True)
-    with atomic_output(out) as tmp:
-        model.save(str(tmp))  # Jittor's own format: pickle + sha1 trailer, read back by jt.load
+def save_native(native: dict, path) -> None:
+    """jt.save (pickle + sha1 trailer) of the state dict, which jt.load reads back."""
+    jt.save(native, str(path))

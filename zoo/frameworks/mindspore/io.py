@@ -59,20 +59,23 @@ def load_weights(model, path: str | Path, *, reset_head: bool = False, model_nam
 # --- worker commands (see zoo.worker) ---------------------------------------------------------
 
 
-def read_to_safetensors(src: str, out: str) -> None:
-    from safetensors.numpy import save_file
-
-    save_file(read_ckpt(src), out, metadata={"zoo.flavour": FRAMEWORK})
+def read_native(src: str) -> dict:
+    return read_ckpt(src)
 
 
-def write_native(state_path: str, out: str) -> None:
-    from ...atomic import atomic_output
-    from .._common import load_canonical_file
-    from .model import build_model
+def save_native(native: dict, path) -> None:
+    """MindSpore's own save_checkpoint, so load_checkpoint + load_param_into_net take it."""
+    import os
 
-    label, spec, state = load_canonical_file(state_path)
-    model = build_model(spec)
-    # The staged file is ours: the parent already applied the user's NaN/Inf policy.
-    load_state(model, state, model_name=label, allow_non_finite=True)
-    with atomic_output(out) as tmp:
-        ms.save_checkpoint(model, str(tmp))
+    params = [{"name": k, "data": ms.Tensor.from_numpy(v)} for k, v in native.items()]
+    target = str(path)
+    if target.endswith(".ckpt"):
+        ms.save_checkpoint(params, target)
+        return
+    # save_checkpoint appends ".ckpt" to any other name: write there, then move into place.
+    try:
+        ms.save_checkpoint(params, target + ".ckpt")
+        os.replace(target + ".ckpt", target)
+    finally:
+        if os.path.exists(target + ".ckpt"):
+            os.unlink(target + ".ckpt")

@@ -69,12 +69,11 @@ def load_state(model: torch.nn.Module, state: dict, *, reset_head: bool = False,
 # --- worker commands (see zoo.worker) ---------------------------------------------------------
 
 
-def read_to_safetensors(src: str, out: str) -> None:
-    """A PyTorch file -> canonical safetensors (float32), for processes without torch."""
+def read_native(src: str) -> dict:
+    """A PyTorch file as numpy (float32), with torch's own weights_only reader."""
     import sys
 
     import numpy as np
-    from safetensors.numpy import save_file
 
     arrays, converted = {}, set()
     for name, value in read_checkpoint(src).items():
@@ -84,20 +83,18 @@ def read_to_safetensors(src: str, out: str) -> None:
         arrays[name] = np.ascontiguousarray(value.detach().cpu().numpy())
     if converted:
         print(f"note: {src}: {', '.join(sorted(converted))} tensors converted to float32", file=sys.stderr)
-    save_file(arrays, out, metadata={"zoo.flavour": "torch"})
+    return arrays
 
 
-def write_native(state_path: str, out: str) -> None:
-    from ...atomic import atomic_output
-    from .._common import load_canonical_file
-    from .model import build_model
-
-    label, spec, state = load_canonical_file(state_path)
-    model = build_model(spec)
-    # The staged file is ours: the parent already applied the user's NaN/Inf policy.
-    load_state(model, state, model_name=label, allow_non_finite=True)
-    with atomic_output(out) as tmp:
-        torch.save(model.state_dict(), tmp)
+def save_native(native: dict, path) -> None:
+    """torch.save of the state dict, as the official release writes it: with
+    ``num_batches_tracked``, so the official code and timm load it with strict=True too."""
+    state = {}
+    for name, value in native.items():
+        state[name] = torch.from_numpy(value)
+        if name.endswith(".running_var"):
+            state[name[: -len("running_var")] + "num_batches_tracked"] = torch.tensor(0)
+    torch.save(state, path)
 
 
 def calibrate_jobs(jobs: list[dict]) -> None:

@@ -82,7 +82,8 @@ class Bottle2neck(nn.Module):
         out = self.bn3(self.conv3(torch.cat(outs, 1)))
         if self.se is not None:
             out = self.se(out)
-        return self.relu(out + shortcut)
+        out += shortcut  # in place: out is this block's own fresh tensor (saves an allocation)
+        return self.relu(out)
 
 
 def _conv_bn_relu(items: tuple[ConvBN, ...]) -> nn.Sequential:

@@ -169,6 +169,9 @@ def test_non_finite_values_are_refused_unless_asked(corpus, tmp_path, out_dir):
     assert_clean_failure(zoo_cli("convert", poisoned, "--to", "paddle", "--model", NAME, "-o", out), 4,
                          "2 tensor(s) hold NaN or Inf", "layer2.0.bn1.running_var", "--allow-non-finite")
     assert leftovers(out_dir) == []
+    # Without --model the variant is still found from the shapes, and then the values refused.
+    assert_clean_failure(zoo_cli("convert", poisoned, "--to", "safetensors", "-o", out_dir / "y.safetensors"), 4,
+                         "hold NaN or Inf")
     kept = zoo_cli("convert", poisoned, "--to", "paddle", "--model", NAME, "-o", out, "--allow-non-finite")
     assert kept.returncode == 0, kept.stderr
     assert out.is_file()

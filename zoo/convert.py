@@ -1,8 +1,12 @@
 """``zoo convert``: any supported checkpoint -> canonical state -> any framework's native file.
 
-This process imports no framework: it reads safetensors and numpy pickles itself, has PyTorch
-files read by a torch worker, and has native files written by a worker of the target framework
-(see ``zoo.worker``). Arrays travel through temporary safetensors files.
+The calling process imports no framework. A conversion to safetensors runs in it; a conversion
+to a framework runs inside a worker process of that framework (``zoo.worker``), which reads the
+source itself (safetensors, torch zip checkpoints and numpy pickles need no framework), checks it
+strictly against the canonical layout, renames it with the framework's table and writes it with
+the framework's own writer. A source that needs another framework's reader (MindSpore ``.ckpt``,
+legacy torch pickles) is read by a nested worker of that framework, through a temporary
+safetensors file.
 """
 
 from __future__ import annotations
@@ -50,8 +54,8 @@ def _from_file_name(path: Path) -> str | None:
 
 
 def _fits(raw: RawState, spec: Res2NetSpec) -> bool:
-    try:
-        match_layout(canonical(raw, spec), spec)
+    try:  # names and shapes only; the values are checked once the variant is known
+        match_layout(canonical(raw, spec), spec, allow_non_finite=True)
     except CheckpointMismatchError:
         return False
     return True
@@ -106,7 +110,7 @@ def _cast(state: dict, src: Path, dtype: str) -> dict:
         count = sum(1 for v in state.values() if v.dtype.kind == "f" and v.dtype != np.float32)
         print(f"note: {src}: {count} {'/'.join(odd)} tensors converted to float32 "
               "(keep them with --dtype keep or --dtype float16)", file=sys.stderr)
-    return {k: v.astype(target) if v.dtype.kind == "f" else v for k, v in state.items()}
+    return {k: v.astype(target, copy=False) if v.dtype.kind == "f" else v for k, v in state.items()}
 
 
 def _normalize_target(to: str) -> str:

@@ -66,3 +66,12 @@ def load_numpy_pickle(path: str | Path) -> object:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         raise CheckpointFormatError(f"{path}: damaged or truncated pickle ({type(exc).__name__}: {exc})") from exc
+
+
+def dump_numpy_pickle(state: dict[str, np.ndarray], f) -> None:
+    """Write ``state`` as the protocol-4 pickle that paddle.save and jt.save write for a state
+    dict of arrays. The pickler runs without its memo ("fast" mode): with a memo it keeps a copy
+    of every array's bytes alive until the end, doubling the memory a conversion needs."""
+    pickler = pickle.Pickler(f, protocol=4)
+    pickler.fast = True  # no memo: a flat dict of arrays has no shared or recursive objects
+    pickler.dump(dict(state))

@@ -41,8 +41,19 @@ class _BF16(np.ndarray):
     """Marks arrays rebuilt from bfloat16 storage (raw uint16 bits)."""
 
 
+def _contiguous_strides(size) -> tuple[int, ...]:
+    strides, step = [], 1
+    for n in reversed(size):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
+
+
 def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
     itemsize = storage.dtype.itemsize
+    numel = int(np.prod(size)) if size else 1
+    if size and offset == 0 and numel == storage.size and tuple(stride) == _contiguous_strides(size):
+        return storage.reshape(tuple(size))  # the usual case, one tensor per storage: no copy
     if not size:
         array = storage[offset: offset + 1].reshape(())
     else:

@@ -44,6 +44,27 @@ def read_native(src: str) -> dict:
     return load_numpy_pickle(src)  # never jt.load on an untrusted file
 
 
+_TRAILER = b"HCAJSLHD"
+
+
+class _HashingWriter:
+    def __init__(self, f, digest):
+        self.f, self.digest = f, digest
+
+    def write(self, data):
+        self.digest.update(data)
+        return self.f.write(data)
+
+
 def save_native(native: dict, path) -> None:
-    """jt.save (pickle + sha1 trailer) of the state dict, which jt.load reads back."""
-    jt.save(native, str(path))
+    """Jittor's file format, as jt.save writes it: a protocol-4 pickle of the state dict, its
+    sha1, and a marker; jt.load and load_parameters read it back. Written as a stream: jt.save
+    builds the whole pickle in memory and then copies it once more to append the checksum."""
+    import hashlib
+
+    from ...converters.safe_pickle import dump_numpy_pickle
+
+    digest = hashlib.sha1()
+    with open(path, "wb") as f:
+        dump_numpy_pickle(native, _HashingWriter(f, digest))
+        f.write(digest.digest() + _TRAILER)

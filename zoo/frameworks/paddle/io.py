@@ -39,8 +39,14 @@ def load_weights(model, path: str | Path, *, reset_head: bool = False, model_nam
 
 
 def save_native(native: dict, path) -> None:
-    """paddle.save of the native state dict (numpy values, as paddle.save stores tensors)."""
-    paddle.save(native, str(path))
+    """The .pdparams format: the protocol-4 pickle of name -> ndarray that paddle.save writes
+    for a state dict, which paddle.load + set_state_dict read back. Written here rather than by
+    paddle.save, which copies the dict and keeps every array's bytes alive while pickling
+    (twice the file in memory)."""
+    from ...converters.safe_pickle import dump_numpy_pickle
+
+    with open(path, "wb") as f:
+        dump_numpy_pickle(native, f)
 
 
 def read_native(src: str) -> dict:

@@ -38,3 +38,15 @@ def run_jobs(framework: str, jobs: list[dict]) -> None:
             np.savez(job["output"], logits=logits, **{f"feature{i}": f for i, f in enumerate(feats)})
         else:
             np.save(job["output"], logits)
+
+
+def checked_native_state(model, state: dict, framework: str, *, reset_head: bool = False, model_name: str = "",
+                         allow_non_finite: bool = False) -> dict[str, np.ndarray]:
+    """A canonical state checked strictly and renamed for ``model`` (which has ``state_dict()``
+    of tensors with ``.shape``), and checked once more against the model's own tensors."""
+    from ..converters.tables import check_native_layout, native_state
+
+    native = native_state(state, model.spec, framework, model_name=model_name, features_only=model.features_only,
+                          reset_head=reset_head, allow_non_finite=allow_non_finite)
+    check_native_layout({k: tuple(v.shape) for k, v in model.state_dict().items()}, native, reset_head=reset_head)
+    return native

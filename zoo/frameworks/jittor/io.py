@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jittor as jt
-
 from ...converters.read import read_canonical
-from ...converters.tables import check_native_layout, native_state
+from .._common import checked_native_state
 
 FRAMEWORK = "jittor"
 
@@ -20,12 +18,9 @@ FRAMEWORK = "jittor"
 def load_state(model, state: dict, *, reset_head: bool = False, model_name: str = "",
                allow_non_finite: bool = False) -> None:
     """Load a canonical state (official names, torch layouts) strictly."""
-    native = native_state(state, model.spec, FRAMEWORK, model_name=model_name,
-                          features_only=model.features_only, reset_head=reset_head,
-                          allow_non_finite=allow_non_finite)
-    # Jittor's load_parameters only logs mismatches: check before loading.
-    check_native_layout({k: tuple(v.shape) for k, v in model.state_dict().items()}, native, reset_head=reset_head)
-    model.load_parameters(native)
+    # Jittor's load_parameters only logs mismatches: everything is checked before loading.
+    model.load_parameters(checked_native_state(model, state, FRAMEWORK, reset_head=reset_head, model_name=model_name,
+                                               allow_non_finite=allow_non_finite))
 
 
 def load_weights(model, path: str | Path, *, reset_head: bool = False, model_name: str = "",

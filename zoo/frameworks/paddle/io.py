@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import paddle
 
 from ...converters.read import read_canonical
-from ...converters.tables import check_native_layout, native_state
+from .._common import checked_native_state
 
 FRAMEWORK = "paddle"
 
@@ -21,10 +20,8 @@ FRAMEWORK = "paddle"
 def load_state(model, state: dict, *, reset_head: bool = False, model_name: str = "",
                allow_non_finite: bool = False) -> None:
     """Load a canonical state (official names, torch layouts) strictly."""
-    native = native_state(state, model.spec, FRAMEWORK, model_name=model_name,
-                          features_only=model.features_only, reset_head=reset_head,
-                          allow_non_finite=allow_non_finite)
-    check_native_layout({k: tuple(v.shape) for k, v in model.state_dict().items()}, native, reset_head=reset_head)
+    native = checked_native_state(model, state, FRAMEWORK, reset_head=reset_head, model_name=model_name,
+                                  allow_non_finite=allow_non_finite)
     model.set_state_dict({k: paddle.to_tensor(v) for k, v in native.items()})
 
 

@@ -184,3 +184,17 @@ def test_peer_weights_are_recorded_but_not_imported(tmp_path):
                                         text=True, check=True).stdout)
     row = next(r for r in listing if r["name"] == "res2net50_26w_4s")
     assert row["weights"] == ["official", "timm"] and row["peer_weights"] == ["mindcv", "paddleclas", "jittor"]
+
+
+def test_create_model_pretrained_downloads_converts_and_loads(release, server, tmp_path):
+    sources = manifest(tmp_path, f"{server.url}/{release['file'].name}", release["sha256"])
+    out = tmp_path / "logits.npy"
+    code = ("import numpy as np, torch, zoo\n"
+            f"m = zoo.create_model('res2net50', framework='torch', pretrained=True).eval()\n"
+            f"x = torch.from_numpy(np.load({str(release['input'])!r}))\n"
+            f"np.save({str(out)!r}, m(x).detach().numpy())\n")
+    env = {**os.environ, "ZOO_HOME": str(tmp_path / "home"), "ZOO_SOURCES": str(sources)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert relative_diff(np.load(out), release["reference"]) <= PARITY_LIMIT
+    assert len(server.behaviour.log) == 1

@@ -122,6 +122,21 @@ def test_avg_pool_matches_numpy_reference(port, size, k, s, p, ceil_mode, includ
     np.testing.assert_allclose(got, _numpy_avg_pool(x.astype(np.float64), k, s, p, ceil_mode, include), atol=1e-6)
 
 
+@pytest.mark.parametrize("size", [2, 3, 5, 9])
+@pytest.mark.parametrize("k,s,p,ceil_mode,include", [
+    (3, 1, 1, False, True), (3, 2, 1, False, True), (3, 2, 1, False, False), (2, 2, 0, True, False),
+])
+def test_pool_modules_match_numpy_on_both_paths(port, size, k, s, p, ceil_mode, include):
+    """The modules pick Jittor's op or the exact one by map size and flags: both must be right."""
+    from zoo.frameworks.jittor.pooling import AvgPool2d, MaxPool2d
+
+    x = np.random.default_rng(size).standard_normal((2, 3, size, size)).astype(np.float32)
+    avg = AvgPool2d(k, s, p, ceil_mode=ceil_mode, count_include_pad=include)(port.jt.array(x)).numpy()
+    np.testing.assert_allclose(avg, _numpy_avg_pool(x.astype(np.float64), k, s, p, ceil_mode, include), atol=1e-6)
+    if not ceil_mode:
+        np.testing.assert_array_equal(MaxPool2d(k, s, p)(port.jt.array(x)).numpy(), _numpy_max_pool(x, k, s, p))
+
+
 @pytest.mark.parametrize("size", [2, 3, 7])
 @pytest.mark.parametrize("k,s,p", [(3, 2, 1), (2, 2, 0)])
 def test_max_pool_matches_numpy_reference_even_on_tiny_maps(port, size, k, s, p):

@@ -6,7 +6,8 @@ raises when the input is not larger than the kernel (a 2x2 map under the v1b sho
 DLA max pool). So pooling is written out here: the window sum (or max) is the sum (or max) of
 k*k strided slices of the padded input, and the average divides by PyTorch's divisor, which
 depends only on the shapes and is computed in numpy. k is at most 3 in Res2Net, so that is at
-most nine slices.
+most nine slices. Jittor does not fuse those slices, so where its own pooling is right the
+modules below use it (res2net50 at 224, batch 8: about twice the throughput of all-slices).
 """
 
 from __future__ import annotations
@@ -59,21 +60,37 @@ def max_pool2d(x: jt.Var, k: int, stride: int, pad: int = 0, *, ceil_mode: bool 
     return out
 
 
+def _larger_than_kernel(x: jt.Var, k: int) -> bool:
+    return x.shape[2] > k and x.shape[3] > k
+
+
 class AvgPool2d(jt.nn.Module):
+    """Jittor's own (fused, about twice as fast here) pooling where it is right: padding
+    counted, no ceil mode, a map larger than the kernel; the exact version elsewhere."""
+
     def __init__(self, k: int, stride: int, pad: int = 0, *, ceil_mode: bool = False, count_include_pad: bool = True):
         super().__init__()
         self.k, self.stride, self.pad = k, stride, pad
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+        self.native_ok = count_include_pad and not ceil_mode
+        self.native = jt.nn.AvgPool2d(k, stride, pad, ceil_mode=False, count_include_pad=True)
 
     def execute(self, x):
+        if self.native_ok and _larger_than_kernel(x, self.k):
+            return self.native(x)
         return avg_pool2d(x, self.k, self.stride, self.pad, ceil_mode=self.ceil_mode,
                           count_include_pad=self.count_include_pad)
 
 
 class MaxPool2d(jt.nn.Module):
+    """Jittor's own max pooling on maps larger than the kernel, the exact version on smaller."""
+
     def __init__(self, k: int, stride: int, pad: int = 0, *, ceil_mode: bool = False):
         super().__init__()
         self.k, self.stride, self.pad, self.ceil_mode = k, stride, pad, ceil_mode
+        self.native = jt.nn.MaxPool2d(k, stride, pad, ceil_mode=ceil_mode)
 
     def execute(self, x):
+        if _larger_than_kernel(x, self.k):
+            return self.native(x)
         return max_pool2d(x, self.k, self.stride, self.pad, ceil_mode=self.ceil_mode)

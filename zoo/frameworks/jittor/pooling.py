@@ -6,8 +6,8 @@ raises when the input is not larger than the kernel (a 2x2 map under the v1b sho
 DLA max pool). So pooling is written out here: the window sum (or max) is the sum (or max) of
 k*k strided slices of the padded input, and the average divides by PyTorch's divisor, which
 depends only on the shapes and is computed in numpy. k is at most 3 in Res2Net, so that is at
-most nine slices. Jittor does not fuse those slices, so where its own pooling is right the
-modules below use it (res2net50 at 224, batch 8: about twice the throughput of all-slices).
+most nine slices. Where Jittor's own pooling is right the modules below use it: it is one fused
+op (res2net50 at 224, batch 8, on a 2-core CPU: 14.6 images/s instead of 13.3 with slices only).
 """
 
 from __future__ import annotations

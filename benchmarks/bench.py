@@ -19,6 +19,7 @@ Peers: pip install timm mindcv; pip install --no-deps paddleclas (only its res2n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -53,6 +54,23 @@ def _time_pair(ours, peer, batch: int, runs: int, repeat: int) -> tuple[float, f
     return batch / statistics.median(times["ours"]), batch / statistics.median(times["peer"])
 
 
+def _pair_rows(batches, runs, make_input, run_ours, run_peer, no_grad, **labels) -> list[dict]:
+    """One row per batch size: ours and the peer timed alternately on the same input."""
+    rows = []
+    for b in batches:
+        x = make_input(b)
+        with no_grad():
+            o, p = _time_pair(lambda: run_ours(x), lambda: run_peer(x), b, runs, 3 if b == 1 else 1)
+        rows.append(dict(labels, batch=b, ours=o, peer_ips=p))
+    return rows
+
+
+def _numpy_batch(b: int):
+    import numpy as np
+
+    return np.random.rand(b, 3, 224, 224).astype(np.float32)
+
+
 def _worker_torch(batches, runs):
     import timm
     import torch
@@ -64,17 +82,13 @@ def _worker_torch(batches, runs):
     for ours_name, peer_name in (("res2net50_26w_4s", "res2net50_26w_4s"), ("res2net101_v1b_26w_4s", "res2net101d")):
         ours = zoo.create_model(ours_name, framework="torch").eval()
         peer = timm.create_model(peer_name).eval()
-        for b in batches:
-            x = torch.randn(b, 3, 224, 224)
-            with torch.inference_mode():
-                o, p = _time_pair(lambda: ours(x), lambda: peer(x), b, runs, 3 if b == 1 else 1)
-            rows.append(dict(framework="torch", model=ours_name, peer=f"timm {peer_name}", batch=b, ours=o, peer_ips=p))
+        rows += _pair_rows(batches, runs, lambda b: torch.randn(b, 3, 224, 224), ours, peer, torch.inference_mode,
+                           framework="torch", model=ours_name, peer=f"timm {peer_name}")
     return rows
 
 
 def _worker_mindspore(batches, runs):
     import mindspore as ms
-    import numpy as np
     from mindcv.models import create_model as mindcv_model
 
     import zoo
@@ -84,13 +98,9 @@ def _worker_mindspore(batches, runs):
     peer = mindcv_model("res2net50")
     ours.set_train(False)
     peer.set_train(False)
-    rows = []
-    for b in batches:
-        x = ms.Tensor(np.random.rand(b, 3, 224, 224).astype(np.float32))
-        o, p = _time_pair(lambda: ours(x).asnumpy(), lambda: peer(x).asnumpy(), b, runs, 3 if b == 1 else 1)
-        rows.append(dict(framework="mindspore (graph)", model="res2net50_26w_4s", peer="MindCV res2net50",
-                         batch=b, ours=o, peer_ips=p))
-    return rows
+    return _pair_rows(batches, runs, lambda b: ms.Tensor(_numpy_batch(b)), lambda x: ours(x).asnumpy(),
+                      lambda x: peer(x).asnumpy(), contextlib.nullcontext, framework="mindspore (graph)",
+                      model="res2net50_26w_4s", peer="MindCV res2net50")
 
 
 def _paddleclas_res2net():
@@ -118,7 +128,6 @@ def _paddleclas_res2net():
 
 
 def _worker_paddle(batches, runs):
-    import numpy as np
     import paddle
 
     import zoo
@@ -127,20 +136,14 @@ def _worker_paddle(batches, runs):
     peer = _paddleclas_res2net()
     ours.eval()
     peer.eval()
-    rows = []
-    for b in batches:
-        x = paddle.to_tensor(np.random.rand(b, 3, 224, 224).astype(np.float32))
-        with paddle.no_grad():
-            o, p = _time_pair(lambda: ours(x).numpy(), lambda: peer(x).numpy(), b, runs, 3 if b == 1 else 1)
-        rows.append(dict(framework="paddle (dynamic)", model="res2net50_26w_4s", peer="PaddleClas Res2Net50_26w_4s",
-                         batch=b, ours=o, peer_ips=p))
-    return rows
+    return _pair_rows(batches, runs, lambda b: paddle.to_tensor(_numpy_batch(b)), lambda x: ours(x).numpy(),
+                      lambda x: peer(x).numpy(), paddle.no_grad, framework="paddle (dynamic)",
+                      model="res2net50_26w_4s", peer="PaddleClas Res2Net50_26w_4s")
 
 
 def _worker_jittor(batches, runs):
     import zoo.frameworks.jittor  # noqa: F401  configures Jittor before its import
     import jittor as jt
-    import numpy as np
     from jittor.models import res2net50
 
     import zoo
@@ -149,14 +152,9 @@ def _worker_jittor(batches, runs):
     peer = res2net50()
     ours.eval()
     peer.eval()
-    rows = []
-    for b in batches:
-        x = jt.array(np.random.rand(b, 3, 224, 224).astype(np.float32))
-        with jt.no_grad():
-            o, p = _time_pair(lambda: ours(x).numpy(), lambda: peer(x).numpy(), b, runs, 3 if b == 1 else 1)
-        rows.append(dict(framework="jittor", model="res2net50_26w_4s", peer="jittor.models res2net50",
-                         batch=b, ours=o, peer_ips=p))
-    return rows
+    return _pair_rows(batches, runs, lambda b: jt.array(_numpy_batch(b)), lambda x: ours(x).numpy(),
+                      lambda x: peer(x).numpy(), jt.no_grad, framework="jittor", model="res2net50_26w_4s",
+                      peer="jittor.models res2net50")
 
 
 def _worker_gpu(batches, runs):

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_output
-from .converters.read import RawState, read_raw
+from .converters.read import RawState, canonical_state, read_raw
 from .converters.state import match_layout
-from .converters.tables import from_native, to_native
+from .converters.tables import to_native
 from .errors import CheckpointMismatchError, UnknownNameError, UsageError
 from .spec import Res2NetSpec, get_spec, list_variants, resolve_name
 
@@ -39,10 +39,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def canonical(raw: RawState, spec: Res2NetSpec) -> dict:
-    return from_native(raw.tensors, spec, raw.flavour) if raw.flavour != "torch" else raw.tensors
-
-
 def _from_file_name(path: Path) -> str | None:
     for v in list_variants():
         if any(s.filename == path.name for s in v.sources):
@@ -55,7 +51,7 @@ def _from_file_name(path: Path) -> str | None:
 
 def _fits(raw: RawState, spec: Res2NetSpec) -> bool:
     try:  # names and shapes only; the values are checked once the variant is known
-        match_layout(canonical(raw, spec), spec, allow_non_finite=True)
+        match_layout(canonical_state(raw, spec), spec, allow_non_finite=True)
     except CheckpointMismatchError:
         return False
     return True
@@ -159,7 +155,7 @@ def convert_here(src: str | Path, to: str, *, model: str | None = None, out: str
     src, out = Path(src), Path(out)
     raw = read_raw(src)
     label, spec = identify_model(raw, src, model)
-    state, _ = match_layout(canonical(raw, spec), spec, model_name=label, allow_non_finite=allow_non_finite)
+    state, _ = match_layout(canonical_state(raw, spec), spec, model_name=label, allow_non_finite=allow_non_finite)
     state = _cast(state, src, dtype)
     if to == "safetensors":
         metadata = {"zoo.model": label, "zoo.spec": spec.to_json(), "zoo.source": src.name,

@@ -128,14 +128,6 @@ def resolve_source(name: str, source: str = "official", sources_file: str | Path
 # ---------------------------------------------------------------------------------------------
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _cached(home: Path, src: Source) -> Path | None:
     ref = home / "refs" / f"{src.key}.json"
     try:
@@ -203,7 +195,9 @@ def download(src: Source) -> Path:
             return blob
         part = home / "partial" / f"{src.key}.part"
         _transfer(src, part)
-        digest = _sha256_of(part)
+        from .convert import sha256_file
+
+        digest = sha256_file(part)
         try:
             src.check(digest)
         except DownloadError:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .convert import EXTENSIONS, convert
+from .errors import ZooError
 from .frameworks import resolve_framework
 from .spec import feature_info, get_spec, list_variants, resolve_name
 from .worker import run_worker
@@ -48,7 +49,7 @@ def _pretrained_if_cached(name: str) -> Path | None:
 
     try:
         return _cached(zoo_home(), resolve_source(name))
-    except Exception:  # no source, bad manifest: fall back to random weights
+    except ZooError:  # no source, bad manifest, cached file that fails its check: random weights
         return None
 
 

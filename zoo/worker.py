@@ -14,7 +14,6 @@ in a child process that imports exactly one framework; arrays travel through saf
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -49,9 +48,8 @@ def run_worker(framework: str, *args: str) -> str:
         raise errors.FrameworkNotInstalledError(
             f"{fw.name} is needed for this step but not installed; install it with: "
             f"pip install 'res2net-zoo[{fw.extra}]'")
-    env = {**os.environ, "ZOO_WORKER": fw.name}
     proc = subprocess.Popen([sys.executable, "-m", "zoo.worker", fw.name, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_die_with_parent)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)
     try:
         stdout, stderr = proc.communicate()
     except BaseException:

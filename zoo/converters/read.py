@@ -70,7 +70,8 @@ def _read_with_bf16(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     the upper half of a float32: widen it exactly and say so."""
     header = _safetensors_header(path)
     metadata = header.pop("__metadata__", {}) or {}
-    data = path.read_bytes()[8 + struct.unpack("<Q", path.read_bytes()[:8])[0]:]
+    content = path.read_bytes()
+    data = content[8 + struct.unpack("<Q", content[:8])[0]:]
     tensors, widened = {}, 0
     for name, info in header.items():
         begin, end = info["data_offsets"]
@@ -135,13 +136,10 @@ def _refuse_unless_torch(path: Path, exc: ForeignGlobalError) -> None:
 
 
 def _read_with_worker(framework: str, path: Path) -> RawState:
-    import os
-
+    from ..frameworks import get_backend, resolve_framework
     from ..worker import run_worker
 
-    if os.environ.get("ZOO_WORKER") == framework:  # we are that framework's worker: read here
-        from ..frameworks import get_backend
-
+    if resolve_framework(framework).import_name in sys.modules:  # already in this process: read here
         return RawState(dict(get_backend(framework).read_native(str(path))), framework)
     with tempfile.TemporaryDirectory(prefix="zoo-read-") as tmp:
         out = Path(tmp) / "state.safetensors"
@@ -151,10 +149,14 @@ def _read_with_worker(framework: str, path: Path) -> RawState:
     return raw
 
 
+def canonical_state(raw: RawState, spec) -> dict[str, np.ndarray]:
+    """``raw`` in the canonical names and layouts for ``spec``; not yet checked against it."""
+    from .tables import from_native
+
+    return from_native(raw.tensors, spec, raw.flavour) if raw.flavour != "torch" else raw.tensors
+
+
 def read_canonical(path: str | Path, spec) -> dict[str, np.ndarray]:
     """Any supported file as a canonical state for ``spec`` (names and layouts of the official
     release); not yet checked against the layout."""
-    from .tables import from_native
-
-    raw = read_raw(path)
-    return from_native(raw.tensors, spec, raw.flavour) if raw.flavour != "torch" else raw.tensors
+    return canonical_state(read_raw(path), spec)

@@ -12,9 +12,8 @@ from pathlib import Path
 import mindspore as ms
 import numpy as np
 
-from ...converters.formats import sniff_format
 from ...converters.read import read_canonical
-from ...converters.tables import from_native, native_state
+from ...converters.tables import native_state
 from ...errors import CheckpointFormatError
 
 FRAMEWORK = "mindspore"
@@ -47,11 +46,7 @@ def load_state(model, state: dict, *, reset_head: bool = False, model_name: str 
 
 def load_weights(model, path: str | Path, *, reset_head: bool = False, model_name: str = "",
                  allow_non_finite: bool = False):
-    if sniff_format(path) == "mindspore-ckpt":
-        state = from_native(read_ckpt(path), model.spec, FRAMEWORK)
-    else:
-        state = read_canonical(path, model.spec)
-    load_state(model, state, reset_head=reset_head, model_name=model_name,
+    load_state(model, read_canonical(path, model.spec), reset_head=reset_head, model_name=model_name,
                allow_non_finite=allow_non_finite)
     return model
 

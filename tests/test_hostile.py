@@ -19,6 +19,7 @@ import pytest
 
 from zoo.convert import convert
 
+from .isolation import hiding
 from .reference import calibrated
 
 NAME = "res2net50_26w_4s"
@@ -226,14 +227,7 @@ def test_unknown_names_suggest_the_closest(corpus):
 
 
 def test_framework_not_installed_names_the_extra(corpus, tmp_path):
-    # Hide paddle from this process tree, as on a machine without it.
-    (tmp_path / "sitecustomize.py").write_text(
-        "import importlib.util, sys\n"
-        "_find = importlib.util.find_spec\n"
-        "def find_spec(name, *a, **k):\n"
-        "    return None if name == 'paddle' else _find(name, *a, **k)\n"
-        "importlib.util.find_spec = find_spec\n")
-    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = hiding(tmp_path / "site", "paddle")  # as on a machine without paddle
     result = zoo_cli("convert", corpus["safetensors"], "--to", "paddle", "-o", tmp_path / "x.pdparams", env=env)
     assert_clean_failure(result, 3, "pip install 'res2net-zoo[paddle]'")
 

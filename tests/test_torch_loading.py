@@ -187,17 +187,102 @@ def test_numpy_zip_reader_equals_torch_load(tmp_path, torch, r50):
     np.testing.assert_array_equal(ours["nested"]["inner"][1][0], reference["nested"]["inner"][1][0].numpy())
 
 
-def test_numpy_zip_reader_refuses_code_and_falls_back_for_other_torch_objects(tmp_path, torch, r50):
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_numpy_readers_refuse_code_in_both_formats(tmp_path, torch, r50, legacy):
     from zoo.converters.read import read_raw
 
     marker = tmp_path / "ran"
     evil = tmp_path / "evil.pth"
-    torch.save({"w": torch.zeros(1), "x": _RunsCode(marker)}, evil)
+    torch.save({"w": torch.zeros(1), "x": _RunsCode(marker)}, evil, _use_new_zipfile_serialization=not legacy)
     with pytest.raises(UnsafeCheckpointError, match="posix.system|os.system"):
         read_raw(evil)
+    with pytest.raises(UnsafeCheckpointError):
+        zoo.create_model("res2net50_26w_4s", framework="torch", weights=evil)
     assert not marker.exists()
-    # torch.Size is outside what the numpy reader admits; torch's weights_only reader takes it.
+    # torch.Size is harmless and admitted (as torch's weights_only reader does); an entry that is
+    # not a tensor is then reported as such.
     odd = tmp_path / "odd.pth"
-    torch.save({"conv1.weight": r50.conv1.weight.detach(), "shape": torch.Size([3])}, odd)
-    with pytest.raises(CheckpointFormatError):  # "shape" is no tensor: the torch worker's verdict
+    torch.save({"conv1.weight": r50.conv1.weight.detach(), "shape": torch.Size([3])}, odd,
+               _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(CheckpointFormatError, match="not named tensors"):
         read_raw(odd)
+
+
+def _mixed_state(torch, r50) -> dict:
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    return {
+        "plain": r50.state_dict()["layer1.0.convs.0.weight"],
+        "view": base[:, 2],                          # shares storage, offset and stride
+        "transposed": base.t(),                      # non-contiguous
+        "base": base, "row": base[1],                # three tensors over one storage
+        "half": base.half(), "bf16": base.bfloat16(), "count": torch.tensor(7), "ints": torch.arange(5),
+        "flags": torch.tensor([True, False]), "empty": torch.zeros(0, 3),
+        "parameter": torch.nn.Parameter(torch.ones(3)),
+        "nested": {"inner": [base[1], (base[2],)]},
+    }
+
+
+def _assert_same(ours: dict, reference: dict, torch) -> None:
+    for key, expected in reference.items():
+        if isinstance(expected, dict):
+            continue
+        expected = expected.detach()
+        if expected.dtype == torch.bfloat16:
+            np.testing.assert_array_equal(ours[key], expected.float().numpy())
+            continue
+        assert ours[key].dtype == expected.numpy().dtype and ours[key].shape == tuple(expected.shape), key
+        np.testing.assert_array_equal(ours[key], expected.numpy())
+
+
+def test_numpy_legacy_reader_equals_torch_load(tmp_path, torch, r50):
+    """The official release files are torch's legacy format; zoo reads them without torch and
+    must see exactly what torch.load sees: views, shared storages, every dtype."""
+    from zoo.converters.torch_legacy import read_torch_legacy
+
+    path = tmp_path / "mixed.pth"
+    torch.save({"state_dict": _mixed_state(torch, r50), "epoch": 3}, path, _use_new_zipfile_serialization=False)
+    assert path.read_bytes()[:4] == b"\x80\x02\x8a\x0a"  # the legacy magic number, not a zip
+    ours, reference = read_torch_legacy(path), torch.load(path, weights_only=True)
+    assert ours["epoch"] == 3
+    _assert_same(ours["state_dict"], reference["state_dict"], torch)
+    inner, expected = ours["state_dict"]["nested"]["inner"], reference["state_dict"]["nested"]["inner"]
+    np.testing.assert_array_equal(inner[1][0], expected[1][0].numpy())
+
+
+def test_legacy_byte_order_flag_is_read_as_torch_reads_it(tmp_path, torch, r50):
+    """torch writes the storages little-endian whatever the writer's machine and ignores the
+    sys-info flag when reading; a file whose flag says big-endian reads the same."""
+    import io
+
+    from zoo.converters.torch_legacy import read_torch_legacy
+
+    path = tmp_path / "le.pth"
+    torch.save(_mixed_state(torch, r50), path, _use_new_zipfile_serialization=False)
+    data = path.read_bytes()
+    f = io.BytesIO(data)
+    magic, version, sys_info = (pickle.load(f) for _ in range(3))
+    assert sys_info["little_endian"] is True
+    flipped = tmp_path / "flag.pth"
+    flipped.write_bytes(b"".join(pickle.dumps(v, protocol=2) for v in (magic, version, sys_info | {"little_endian": False}))
+                        + data[f.tell():])
+    _assert_same(read_torch_legacy(flipped), torch.load(flipped, weights_only=True), torch)
+
+
+def test_legacy_dla_checkpoint_with_the_unused_projections(tmp_path, torch):
+    from zoo.converters.read import read_raw
+    from zoo.frameworks.torch.calibrate import realistic_model
+
+    spec = get_spec("res2net_dla60")
+    reference = realistic_model(spec)
+    state = dict(reference.state_dict())
+    rng = np.random.default_rng(1)
+    for t in unused_official_tensors(plan(spec)):
+        state[t.name] = torch.from_numpy(rng.standard_normal(t.shape).astype(np.float32))
+    path = tmp_path / "res2net_dla60_4s-d88db7f9.pth"
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    ours, loaded = read_raw(path).tensors, torch.load(path, weights_only=True)
+    assert ours.keys() == loaded.keys()
+    for key, value in loaded.items():
+        np.testing.assert_array_equal(ours[key], value.numpy())
+    model = zoo.create_model("dla60_res2net", framework="torch", weights=path)
+    assert torch.equal(_logits(model, torch), _logits(reference, torch))

@@ -167,17 +167,24 @@ def info_cmd(
 @app.command("convert")
 @_user_errors
 def convert_cmd(
-    src: str = typer.Argument(..., help="Checkpoint: official/timm .pth, .safetensors, or a native file (.pdparams)."),
-    to: str = typer.Option(..., "--to", help="Target: safetensors, torch, paddle."),
+    src: str = typer.Argument(..., help="A checkpoint file (.pth, .safetensors, .ckpt, .pdparams, .pkl), or a model "
+                                        "name: its released weights are fetched through the cache."),
+    to: str = typer.Option(..., "--to", help="Target: safetensors, torch, paddle, mindspore or jittor."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Variant; default: from metadata, file name or shapes."),
     out: Optional[str] = typer.Option(None, "--output", "-o", help="Output file; default: SRC with the target's extension."),
     dtype: str = typer.Option("float32", "--dtype", help="safetensors output: float32, float16 or keep."),
     allow_non_finite: bool = typer.Option(False, "--allow-non-finite", help="Keep NaN/Inf values instead of refusing."),
+    source: str = typer.Option("official", "--source", help="For a model name: official or timm."),
+    sources: Optional[str] = typer.Option(None, "--sources", help="For a model name: JSON manifest of mirrors "
+                                                                  "(default: $ZOO_SOURCES)."),
 ):
-    """Convert a checkpoint between frameworks, exactly (each framework in its own process)."""
+    """Convert a checkpoint (or a model's released weights) between frameworks, exactly.
+
+    Needs only the target framework: every source format is read without a framework."""
     from .convert import convert
 
-    path = convert(src, to, model=model, out=out, dtype=dtype, allow_non_finite=allow_non_finite)
+    path = convert(src, to, model=model, out=out, dtype=dtype, allow_non_finite=allow_non_finite, source=source,
+                   sources_file=sources)
     typer.echo(str(path))
 
 

@@ -1,12 +1,12 @@
 """``zoo convert``: any supported checkpoint -> canonical state -> any framework's native file.
 
-The calling process imports no framework. A conversion to safetensors runs in it; a conversion
-to a framework runs inside a worker process of that framework (``zoo.worker``), which reads the
-source itself (safetensors, torch zip checkpoints and numpy pickles need no framework), checks it
-strictly against the canonical layout, renames it with the framework's table and writes it with
-the framework's own writer. A source that needs another framework's reader (MindSpore ``.ckpt``,
-legacy torch pickles) is read by a nested worker of that framework, through a temporary
-safetensors file.
+The source is a file, or a registered model name whose released weights are fetched through the
+download cache (``zoo.hub``) and converted once. The calling process imports no framework. A
+conversion to safetensors runs in it; a conversion to a framework runs inside a worker process
+of that framework (``zoo.worker``), which reads the source itself with zoo's framework-free
+readers (every supported format), checks it strictly against the canonical layout, renames it
+with the framework's table and writes it with the framework's own writer. So converting to one
+framework needs that framework alone.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -24,7 +25,7 @@ from .atomic import atomic_output
 from .converters.read import RawState, canonical_state, read_raw
 from .converters.state import match_layout
 from .converters.tables import to_native
-from .errors import CheckpointMismatchError, UnknownNameError, UsageError
+from .errors import CheckpointFormatError, CheckpointMismatchError, OutputError, UnknownNameError, UsageError
 from .spec import Res2NetSpec, get_spec, list_variants, resolve_name
 
 EXTENSIONS = {"safetensors": ".safetensors", "torch": ".pth", "paddle": ".pdparams", "mindspore": ".ckpt", "jittor": ".pkl"}
@@ -119,22 +120,47 @@ def _normalize_target(to: str) -> str:
     return to
 
 
+def _model_name(text: str) -> str | None:
+    try:
+        return resolve_name(text)
+    except UnknownNameError:
+        return None
+
+
 def convert(src: str | Path, to: str, *, model: str | None = None, out: str | Path | None = None,
-            dtype: str = "float32", allow_non_finite: bool = False) -> Path:
+            dtype: str = "float32", allow_non_finite: bool = False, source: str = "official",
+            sources_file: str | Path | None = None) -> Path:
     """Convert ``src`` to ``to`` (safetensors, torch, paddle, mindspore, jittor); returns the
-    written path. ``dtype`` (float32, float16, keep) applies to safetensors output; the
-    frameworks' native files hold float32, as their models do.
+    written path. ``src`` is a checkpoint file or, where no such file exists, a model name whose
+    released weights (``source``: official, timm ...; mirrors from ``sources_file``) are fetched
+    and converted through the cache. ``dtype`` (float32, float16, keep) applies to safetensors
+    output; the frameworks' native files hold float32, as their models do.
 
     A framework target is converted inside a worker process of that framework (one framework
-    per process); readers that need another framework nest their own worker.
+    per process).
     """
-    from .worker import run_worker
+    from .worker import require_installed, run_worker
 
-    src, to = Path(src), _normalize_target(to)
+    to = _normalize_target(to)
     if dtype not in DTYPES:
         raise UsageError(f"unknown --dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
     if dtype != "float32" and to != "safetensors":
         raise UsageError(f"--dtype {dtype} applies to --to safetensors; {to} files hold float32")
+    name = _model_name(str(src))
+    if not Path(src).exists() and name is not None:
+        return convert_pretrained(name, to, model=model, out=out, dtype=dtype, allow_non_finite=allow_non_finite,
+                                  source=source, sources_file=sources_file)
+    src = Path(src)
+    if not src.exists() and name is None and not src.suffix and len(src.parts) == 1:
+        close = difflib.get_close_matches(str(src).lower(), [v.name for v in list_variants()]
+                                          + [a for v in list_variants() for a in v.aliases], n=1)
+        hint = f"; did you mean {close[0]}?" if close else " (`zoo list` shows the model names)"
+        raise CheckpointFormatError(f"{src}: no such file, nor a model name{hint}")
+    if name is not None and src.is_file():
+        print(f"note: converting the file {src}; {name} is also a model name: give another path "
+              f"(or run elsewhere) to fetch its released weights instead", file=sys.stderr)
+    if to != "safetensors":
+        require_installed(to)
     out = Path(out) if out else default_output(src, to)
     if out.exists() and src.exists() and out.resolve() == src.resolve():
         raise UsageError(f"{out}: the output would overwrite the input; choose another -o")
@@ -146,6 +172,31 @@ def convert(src: str | Path, to: str, *, model: str | None = None, out: str | Pa
         job_file = Path(tmp) / "job.json"
         job_file.write_text(json.dumps(job))
         run_worker(to, "convert", str(job_file))
+    return out
+
+
+def convert_pretrained(name: str, to: str, *, model: str | None = None, out: str | Path | None = None,
+                       dtype: str = "float32", allow_non_finite: bool = False, source: str = "official",
+                       sources_file: str | Path | None = None) -> Path:
+    """The released weights of ``name`` in ``to``'s format: downloaded once (checked, cached),
+    converted once (cached by the download's checksum); copied to ``out`` if given, else the
+    cached file itself is returned."""
+    from .hub import download, fetch, resolve_source
+
+    if out is not None and not Path(out).parent.is_dir():  # before a download that could not be written
+        raise OutputError(f"{out}: the directory {Path(out).parent} does not exist; create it first")
+    if model is not None and resolve_name(model) != name:
+        raise UsageError(f"the source names {name} but --model names {resolve_name(model)}; give one of them")
+    if dtype != "float32" or allow_non_finite:  # not the cached float32 conversion: convert the download itself
+        blob = download(resolve_source(name, source, sources_file))
+        return convert(blob, to, model=name, out=out or Path.cwd() / f"{name}{EXTENSIONS[to]}", dtype=dtype,
+                       allow_non_finite=allow_non_finite)
+    native = fetch(name, to, source=source, sources_file=sources_file)
+    if out is None:
+        return native
+    out = Path(out)
+    with atomic_output(out) as tmp:
+        shutil.copyfile(native, tmp)
     return out
 
 

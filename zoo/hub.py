@@ -17,7 +17,9 @@ and a file that fails verification is deleted.
 Mirrors and air-gapped sites: a JSON manifest (``ZOO_SOURCES=/path/sources.json`` or
 ``--sources``) adds or overrides sources:
 ``{"res2net50_26w_4s": {"url": "http://host/res2net50_26w_4s.pth", "sha256": "<64 hex>"}}``.
-``ZOO_OFFLINE=1`` uses only the cache.
+A ``url`` may also be a ``file://`` URL or a path (relative paths start at the manifest's
+folder): a share mounted on a machine without internet. Such files are checked and cached like
+downloads. ``ZOO_OFFLINE=1`` uses only the cache and local files.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from .atomic import atomic_output
 from .errors import DownloadError, UsageError
@@ -52,6 +55,11 @@ class Source:
     @property
     def key(self) -> str:
         return hashlib.sha256(self.url.encode()).hexdigest()[:32]
+
+    @property
+    def local_path(self) -> Path | None:
+        """The file of a ``file://`` URL or a plain path; None for network URLs."""
+        return local_path(self.url)
 
     def check(self, digest: str) -> None:
         if self.sha256 and digest != self.sha256:
@@ -93,8 +101,36 @@ def load_manifest(path: str | Path | None = None) -> dict[str, dict]:
         sha = str(entry.get("sha256", "")).lower()
         if sha and not _HEX64.match(sha):
             raise UsageError(f"sources manifest {path}: entry {name!r} has a sha256 that is not 64 hex digits")
-        manifest[resolve_name(name)] = {"url": entry["url"], "sha256": sha}
+        url = entry["url"]
+        if not _split(url).scheme and not Path(url).expanduser().is_absolute():
+            url = str((Path(path).parent / url).resolve())  # relative to the manifest, not the cwd
+        manifest[resolve_name(name)] = {"url": url, "sha256": sha}
     return manifest
+
+
+_NETWORK_SCHEMES = ("http", "https")
+
+
+def _split(url: str):
+    try:
+        return urlsplit(url)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL"
+        raise DownloadError(f"cannot fetch {url}: not a valid URL ({exc}); check the sources manifest") from None
+
+
+def local_path(url: str) -> Path | None:
+    parts = _split(url)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise DownloadError(f"cannot fetch {url}: file:// URLs name a local path (file:///mnt/...), "
+                                f"not host {parts.netloc!r}")
+        return Path(unquote(parts.path))
+    if parts.scheme in _NETWORK_SCHEMES:
+        return None
+    if parts.scheme and len(parts.scheme) > 1:  # one letter: a Windows drive
+        raise DownloadError(f"cannot fetch {url}: {parts.scheme}:// is not supported; "
+                            "use http(s)://, file:// or a path in the sources manifest")
+    return Path(url)
 
 
 def _prefix_from_url(url: str) -> str:
@@ -141,10 +177,34 @@ def _cached(home: Path, src: Source) -> Path | None:
     return blob
 
 
+def _copy_local(src: Source, path: Path, part: Path) -> None:
+    """A mirror on a mounted share: copied into the cache like a download, then checked."""
+    from tqdm import tqdm
+
+    if not path.is_file():
+        raise DownloadError(f"mirror file {path} for {src.model} does not exist or is not a file; "
+                            "check the sources manifest (ZOO_SOURCES)")
+    try:
+        with path.open("rb") as f, part.open("wb") as out, tqdm(
+                total=path.stat().st_size, unit="B", unit_scale=True, file=sys.stderr, desc=path.name[:40],
+                disable=None) as bar:
+            for chunk in iter(lambda: f.read(_CHUNK), b""):
+                out.write(chunk)
+                bar.update(len(chunk))
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise DownloadError(f"cannot copy mirror file {path}: {exc.strerror or exc}") from None
+
+
 def _transfer(src: Source, part: Path) -> None:
     """Stream ``src.url`` into ``part``, resuming what is there; retries dropped connections."""
     import requests
     from tqdm import tqdm
+
+    path = src.local_path
+    if path is not None:
+        _copy_local(src, path, part)
+        return
 
     last_error = None
     for _ in range(_ATTEMPTS):
@@ -172,6 +232,9 @@ def _transfer(src: Source, part: Path) -> None:
             return
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        except requests.RequestException as exc:  # an URL requests cannot use at all: no retry helps
+            raise DownloadError(f"cannot fetch {src.url}: {type(exc).__name__}; "
+                                "check the URL in the sources manifest (ZOO_SOURCES)") from None
     raise DownloadError(f"{src.url}: transfer failed after {_ATTEMPTS} attempts ({last_error}); "
                         "run the command again to resume")
 
@@ -184,7 +247,7 @@ def download(src: Source) -> Path:
     blob = _cached(home, src)
     if blob is not None:
         return blob
-    if offline():
+    if offline() and src.local_path is None:
         raise DownloadError(f"ZOO_OFFLINE=1 and {src.model} ({src.url}) is not in the cache {home}; "
                             "download it once with network, or point ZOO_SOURCES at a local mirror")
     for sub in ("locks", "partial", "refs", "blobs/sha256"):
@@ -208,26 +271,32 @@ def download(src: Source) -> Path:
         with atomic_output(home / "refs" / f"{src.key}.json") as tmp:
             tmp.write_text(json.dumps({"url": src.url, "sha256": digest, "size": blob.stat().st_size,
                                        "model": src.model}))
-    if not (src.sha256 or src.sha256_prefix):
-        print(f"note: {src.url} has no published checksum; recorded sha256 {digest}", file=sys.stderr)
+        if not (src.sha256 or src.sha256_prefix):
+            print(f"note: {src.url} has no published checksum; recorded sha256 {digest}", file=sys.stderr)
     return blob
 
 
 def fetch(name: str, framework: str | None = None, *, source: str = "official",
           sources_file: str | Path | None = None) -> Path:
-    """Download (once) and convert (once) the pretrained weights of ``name`` for ``framework``;
-    returns the native file (or the verified download itself when ``framework`` is None)."""
+    """Download (once) and convert (once) the pretrained weights of ``name`` for ``framework``
+    (or to canonical ``safetensors``); returns the native file, or the verified download itself
+    when ``framework`` is None."""
     from filelock import FileLock
 
     from .convert import EXTENSIONS, convert
     from .frameworks import resolve_framework
+    from .worker import require_installed
 
     name = resolve_name(name)
+    fw = None
+    if framework is not None:
+        fw = "safetensors" if framework.lower() == "safetensors" else resolve_framework(framework).name
+        if fw != "safetensors":
+            require_installed(fw)  # before a download that could not be used
     src = resolve_source(name, source, sources_file)
     blob = download(src)
-    if framework is None:
+    if fw is None:
         return blob
-    fw = resolve_framework(framework).name
     home = zoo_home()
     out = home / "native" / fw / blob.name / f"{name}{EXTENSIONS[fw]}"
     if out.is_file():

@@ -4,7 +4,6 @@ The frameworks' native libraries collide inside one process (torch or paddle loa
 mindspore breaks mindspore), so work that needs a framework other than the caller's runs here,
 in a child process that imports exactly one framework; arrays travel through safetensors files.
 
-    python -m zoo.worker FRAMEWORK read SRC OUT.safetensors         native file -> numpy, as safetensors
     python -m zoo.worker FRAMEWORK convert JOB.json                 any checkpoint -> this framework's file
     python -m zoo.worker FRAMEWORK logits JOBS.json                 run models on .npy inputs
     python -m zoo.worker FRAMEWORK eval JOB.json                    ImageNet-style evaluation
@@ -39,8 +38,8 @@ def _die_with_parent() -> None:
         pass
 
 
-def run_worker(framework: str, *args: str) -> str:
-    """Run a worker command; its ZooError comes back as the same error class and message."""
+def require_installed(framework: str):
+    """The framework's description, or the error that names the extra to install."""
     from .frameworks import resolve_framework
 
     fw = resolve_framework(framework)
@@ -48,6 +47,12 @@ def run_worker(framework: str, *args: str) -> str:
         raise errors.FrameworkNotInstalledError(
             f"{fw.name} is needed for this step but not installed; install it with: "
             f"pip install 'res2net-zoo[{fw.extra}]'")
+    return fw
+
+
+def run_worker(framework: str, *args: str) -> str:
+    """Run a worker command; its ZooError comes back as the same error class and message."""
+    fw = require_installed(framework)
     proc = subprocess.Popen([sys.executable, "-m", "zoo.worker", fw.name, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)
     try:
@@ -79,12 +84,7 @@ def _main(argv: list[str]) -> int:
 
     framework, command, *args = argv
     backend = get_backend(framework)
-    if command == "read":
-        from safetensors.numpy import save_file
-
-        src, out = args
-        save_file(backend.read_native(src), out, metadata={"zoo.flavour": framework})
-    elif command == "convert":
+    if command == "convert":
         from .convert import convert_here
 
         with open(args[0]) as f:

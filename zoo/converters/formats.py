@@ -6,24 +6,27 @@ import struct
 from pathlib import Path
 
 from ..errors import CheckpointFormatError
+from .torch_legacy import HEADER as _TORCH_LEGACY_HEADER, is_legacy_torch
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _PROTOBUF_FIRST_FIELD = 0x0A  # MindSpore's Checkpoint message starts with its repeated field 1
-_TORCH = {"torch-zip", "pickle"}
+_TORCH = {"torch-zip", "torch-legacy", "pickle"}
 # What each known extension may hold (a Lightning .ckpt is a torch zip).
 _EXTENSION_FORMATS = {
     ".pth": _TORCH, ".pt": _TORCH, ".bin": _TORCH, ".tar": _TORCH,
     ".safetensors": {"safetensors"}, ".pdparams": {"pickle"}, ".pkl": {"pickle"},
     ".ckpt": {"mindspore-ckpt", "torch-zip"},
 }
-_DESCRIPTION = {"safetensors": "safetensors", "torch-zip": "PyTorch (zip)", "pickle": "pickle",
-                "mindspore-ckpt": "MindSpore"}
-_SUGGESTED_EXTENSION = {"safetensors": ".safetensors", "torch-zip": ".pth", "pickle": ".pth, .pdparams or .pkl"}
+_DESCRIPTION = {"safetensors": "safetensors", "torch-zip": "PyTorch (zip)", "torch-legacy": "PyTorch (legacy)",
+                "pickle": "pickle", "mindspore-ckpt": "MindSpore"}
+_SUGGESTED_EXTENSION = {"safetensors": ".safetensors", "torch-zip": ".pth", "torch-legacy": ".pth",
+                        "pickle": ".pth, .pdparams or .pkl"}
 
 
 def sniff_format(path: str | Path) -> str:
-    """One of ``safetensors``, ``torch-zip`` (torch.save since 1.6), ``pickle`` (legacy torch,
-    Paddle ``.pdparams``, Jittor ``.pkl``), ``mindspore-ckpt`` (protobuf, told by extension)."""
+    """One of ``safetensors``, ``torch-zip`` (torch.save since 1.6), ``torch-legacy`` (torch.save
+    before 1.6: the official release files), ``pickle`` (Paddle ``.pdparams``, Jittor ``.pkl``),
+    ``mindspore-ckpt`` (protobuf, told by extension)."""
     path = Path(path)
     if not path.exists():
         raise CheckpointFormatError(f"{path}: no such file")
@@ -33,7 +36,7 @@ def sniff_format(path: str | Path) -> str:
     if size == 0:
         raise CheckpointFormatError(f"{path}: empty file")
     with path.open("rb") as f:
-        head = f.read(9)
+        head = f.read(len(_TORCH_LEGACY_HEADER))
     fmt = _by_content(path, head, size)
     suffix = path.suffix.lower()
     allowed = _EXTENSION_FORMATS.get(suffix)
@@ -47,9 +50,11 @@ def sniff_format(path: str | Path) -> str:
 def _by_content(path: Path, head: bytes, size: int) -> str:
     if head.startswith(_ZIP_MAGIC):
         return "torch-zip"
+    if is_legacy_torch(head):
+        return "torch-legacy"
     if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
         return "pickle"
-    if len(head) == 9:
+    if len(head) >= 9:
         (header_len,) = struct.unpack("<Q", head[:8])
         if head[8:9] == b"{":
             if header_len > size - 8:

@@ -1,9 +1,9 @@
-"""Read any supported checkpoint into numpy without importing a framework in this process.
+"""Read any supported checkpoint into numpy without any framework.
 
-safetensors, PyTorch zip checkpoints (torch_zip.py) and the numpy pickles (Paddle, Jittor)
-are read here; MindSpore ``.ckpt`` (protobuf) needs MindSpore's parser, and legacy or unusual
-PyTorch files torch's own ``weights_only`` reader, so those are read by a worker process of that
-framework and handed over as a temporary safetensors file.
+safetensors by its own parser, PyTorch zip and legacy checkpoints (torch_zip.py,
+torch_legacy.py), MindSpore ``.ckpt`` (mindspore_ckpt.py) and the numpy pickles of Paddle and
+Jittor (safe_pickle.py): converting a file to one framework needs that framework alone, and a
+file that would run code is refused the same way whether or not its framework is installed.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import struct
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,52 +100,34 @@ def read_raw(path: str | Path) -> RawState:
     fmt = sniff_format(path)
     if fmt == "safetensors":
         return read_safetensors(path)
-    if fmt == "torch-zip":
-        from .torch_zip import read_torch_zip
-
-        try:
-            tensors = unwrap(read_torch_zip(path))
-        except ForeignGlobalError as exc:
-            _refuse_unless_torch(path, exc)
-            return _read_with_worker("torch", path)  # other torch objects: torch's weights_only reader
-        return RawState({k: np.asarray(v) for k, v in tensors.items()}, "torch")
     if fmt == "mindspore-ckpt":
-        return _read_with_worker("mindspore", path)
-    if fmt == "pickle":
-        try:
-            obj = load_numpy_pickle(path)
-        except ForeignGlobalError as exc:
-            _refuse_unless_torch(path, exc)
-            return _read_with_worker("torch", path)  # legacy torch.save format; torch reads it safely
-        if isinstance(obj, dict):
-            obj = {k: v for k, v in obj.items() if k not in _PADDLE_EXTRAS}
+        from .mindspore_ckpt import read_mindspore_ckpt
+
+        return RawState(read_mindspore_ckpt(path), "mindspore")
+    try:
+        if fmt in ("torch-zip", "torch-legacy"):
+            if fmt == "torch-zip":
+                from .torch_zip import read_torch_zip as reader
+            else:
+                from .torch_legacy import read_torch_legacy as reader
+            return RawState({k: np.asarray(v) for k, v in unwrap(reader(path)).items()}, "torch")
+        obj = load_numpy_pickle(path)
+    except ForeignGlobalError as exc:
+        raise UnsafeCheckpointError(
+            f"{path}: refused, the pickle asks for {exc.module}.{exc.name}, which could run code; "
+            "only tensors, arrays and plain containers are loaded"
+        ) from None
+    except CheckpointFormatError as exc:
+        if str(path) in str(exc):
+            raise
+        raise CheckpointFormatError(f"{path}: {exc}") from None
+    if isinstance(obj, dict):
+        obj = {k: v for k, v in obj.items() if k not in _PADDLE_EXTRAS}
+    try:
         tensors = {k: np.asarray(v) for k, v in unwrap(obj).items()}
-        return RawState(tensors, _flavour(tensors))
-    raise CheckpointFormatError(f"{path}: a {fmt} file is not supported here yet")
-
-
-def _refuse_unless_torch(path: Path, exc: ForeignGlobalError) -> None:
-    """Globals from torch may be read by torch's own weights_only reader; any other is refused."""
-    if exc.module.split(".")[0] == "torch" or exc.module == "persistent_id":
-        return
-    raise UnsafeCheckpointError(
-        f"{path}: refused, the pickle asks for {exc.module}.{exc.name}, which could run code; "
-        "only arrays and plain containers are loaded"
-    ) from None
-
-
-def _read_with_worker(framework: str, path: Path) -> RawState:
-    from ..frameworks import get_backend, resolve_framework
-    from ..worker import run_worker
-
-    if resolve_framework(framework).import_name in sys.modules:  # already in this process: read here
-        return RawState(dict(get_backend(framework).read_native(str(path))), framework)
-    with tempfile.TemporaryDirectory(prefix="zoo-read-") as tmp:
-        out = Path(tmp) / "state.safetensors"
-        run_worker(framework, "read", str(path), str(out))
-        raw = read_safetensors(out)
-    raw.flavour = framework
-    return raw
+    except CheckpointFormatError as exc:
+        raise CheckpointFormatError(f"{path}: {exc}") from None
+    return RawState(tensors, _flavour(tensors))
 
 
 def canonical_state(raw: RawState, spec) -> dict[str, np.ndarray]:

@@ -33,12 +33,6 @@ def load_weights(model, path: str | Path, *, reset_head: bool = False, model_nam
 # --- worker commands (see zoo.worker) ---------------------------------------------------------
 
 
-def read_native(src: str) -> dict:
-    from ...converters.safe_pickle import load_numpy_pickle
-
-    return load_numpy_pickle(src)  # never jt.load on an untrusted file
-
-
 _TRAILER = b"HCAJSLHD"
 
 

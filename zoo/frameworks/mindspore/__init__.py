@@ -1,7 +1,7 @@
 """MindSpore backend: the only place in zoo that imports mindspore."""
 
-from .io import load_state, load_weights, read_ckpt, read_native, save_native
+from .io import load_state, load_weights, save_native
 from .model import DLA, Bottle2neck, Res2Net, Tree, build_model
 
-__all__ = ["DLA", "Bottle2neck", "Res2Net", "Tree", "build_model", "load_state", "load_weights", "read_ckpt",
-           "read_native", "save_native"]
+__all__ = ["DLA", "Bottle2neck", "Res2Net", "Tree", "build_model", "load_state", "load_weights",
+           "save_native"]

@@ -1,8 +1,8 @@
 """MindSpore checkpoint files in and out.
 
-``.ckpt`` is protobuf, not a pickle: it is read with MindSpore's own ``load_checkpoint`` and
-written with ``save_checkpoint``, so ``load_checkpoint`` + ``load_param_into_net`` take our files
-with nothing left unloaded.
+``.ckpt`` is protobuf, not a pickle: it is read by zoo's own parser (converters/mindspore_ckpt.py,
+which needs no MindSpore) and written with ``save_checkpoint``, so ``load_checkpoint`` +
+``load_param_into_net`` take our files with nothing left unloaded.
 """
 
 from __future__ import annotations
@@ -10,25 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import mindspore as ms
-import numpy as np
 
 from ...converters.read import read_canonical
 from ...converters.tables import native_state
-from ...errors import CheckpointFormatError
 
 FRAMEWORK = "mindspore"
-
-
-def read_ckpt(path: str | Path) -> dict[str, np.ndarray]:
-    """MindSpore's names and layouts, as numpy."""
-    try:
-        params = ms.load_checkpoint(str(path))
-    except (ValueError, RuntimeError, TypeError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointFormatError(f"{path}: damaged or not a MindSpore checkpoint ({first})") from exc
-    if not params:
-        raise CheckpointFormatError(f"{path}: the MindSpore checkpoint holds no parameters")
-    return {name: p.asnumpy() for name, p in params.items()}
 
 
 def load_state(model, state: dict, *, reset_head: bool = False, model_name: str = "",
@@ -52,10 +38,6 @@ def load_weights(model, path: str | Path, *, reset_head: bool = False, model_nam
 
 
 # --- worker commands (see zoo.worker) ---------------------------------------------------------
-
-
-def read_native(src: str) -> dict:
-    return read_ckpt(src)
 
 
 def save_native(native: dict, path) -> None:

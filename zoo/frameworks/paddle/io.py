@@ -44,9 +44,3 @@ def save_native(native: dict, path) -> None:
 
     with open(path, "wb") as f:
         dump_numpy_pickle(native, f)
-
-
-def read_native(src: str) -> dict:
-    from ...converters.safe_pickle import load_numpy_pickle
-
-    return load_numpy_pickle(src)  # never paddle.load on an untrusted file

@@ -172,18 +172,25 @@ def test_registry_sources_point_at_the_real_release():
     assert resolve_source("res2net50d", "timm").url.endswith("/timm/res2net50d.in1k/resolve/main/model.safetensors")
 
 
-def test_peer_weights_are_recorded_but_not_imported(tmp_path):
+def test_peer_weights_are_registered_sources_with_their_own_top1(tmp_path):
+    from zoo.hub import resolve_source
     from zoo.spec import get_variant
 
-    peers = {s.tag: s for s in get_variant("res2net101_v1b").sources if not s.importable}
-    assert set(peers) == {"mindcv", "paddleclas"}
-    assert peers["mindcv"].top1 == 81.26 and peers["mindcv"].sha256_prefix == "7e6db001"
+    sources = {s.tag: s for s in get_variant("res2net101_v1b").sources}
+    assert list(sources) == ["official", "timm", "mindcv"]
+    assert sources["mindcv"].top1 == 81.26 and sources["mindcv"].sha256_prefix == "7e6db001"
+    assert sources["mindcv"].layout == "mindcv" and sources["mindcv"].framework == "mindspore"
+    ssld = resolve_source("Res2Net50_vd_26w_4s", "paddleclas-ssld")
+    assert ssld.url.endswith("/dygraph/Res2Net50_vd_26w_4s_ssld_pretrained.pdparams")
+    assert resolve_source("res2net50_vd_26w_4s").tag == "paddleclas"  # a peer's own graph: its weights
+    assert resolve_source("res2net101_v1d_26w_4s").sha256_prefix == "f0a600f9"
     result = zoo_cli("download", "res2net50", "--source", "paddleclas", home=tmp_path)
-    assert result.returncode == 2 and "cannot be imported yet" in result.stderr
+    assert result.returncode == 2 and "available: official, timm, mindcv, jittor" in result.stderr
     listing = json.loads(subprocess.run([sys.executable, "-m", "zoo.cli", "list", "--json"], capture_output=True,
                                         text=True, check=True).stdout)
-    row = next(r for r in listing if r["name"] == "res2net50_26w_4s")
-    assert row["weights"] == ["official", "timm"] and row["peer_weights"] == ["mindcv", "paddleclas", "jittor"]
+    row = next(r for r in listing if r["name"] == "res2net50_vd_26w_4s")
+    assert row["weights"] == ["paddleclas", "paddleclas-ssld"] and row["weights_top1"]["paddleclas-ssld"] == 83.1
+    assert row["graph"] == "paddleclas"
 
 
 def test_create_model_pretrained_downloads_converts_and_loads(release, server, tmp_path):

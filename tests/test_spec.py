@@ -22,6 +22,11 @@ def test_every_issue_variant_is_registered_with_its_aliases():
         "res2net50_v1b_26w_4s": {"res2net50_v1b", "res2net50d"},
         "res2net101_v1b_26w_4s": {"res2net101_v1b", "res2net101d"},
         "res2net152_v1b_26w_4s": set(), "res2net200_v1b_26w_4s": set(), "se_res2net50_26w_4s": set(),
+        # the peers' own graphs
+        "res2net50_vd_26w_4s": {"Res2Net50_vd_26w_4s"}, "res2net101_vd_26w_4s": {"Res2Net101_vd_26w_4s"},
+        "res2net200_vd_26w_4s": {"Res2Net200_vd_26w_4s", "res2net200_vd"},
+        "res2net50_26w_4s_paddleclas": set(), "res2net50_14w_8s_paddleclas": set(),
+        "res2net101_v1d_26w_4s": {"mmdet_res2net101"},
     }
     assert set(zoo.list_models()) == set(expected)
     for name, aliases in expected.items():
@@ -35,7 +40,8 @@ def test_every_issue_variant_is_registered_with_its_aliases():
 def test_params_match_published(variant):
     # The official DLA checkpoints count projection layers the graph never uses.
     count = param_count(variant.spec, with_unused=True)
-    assert abs(count / 1e6 - variant.published.params_m) <= 0.005
+    # rounded to 0.01M, or cut there (the README's 76.21M for 76,215,536)
+    assert abs(count / 1e6 - variant.published.params_m) <= 0.005 or count // 10_000 / 100 == variant.published.params_m
 
 
 @pytest.mark.parametrize("variant", PUBLISHED, ids=lambda v: v.name)
@@ -113,3 +119,27 @@ def test_gflops_scale_with_input_size():
 def test_unknown_name_suggests():
     with pytest.raises(UnknownNameError, match="did you mean res2net50"):
         resolve_name("res2net5")
+
+
+def test_res2net200_is_paddleclas_depths_and_the_published_size():
+    """The only trained Res2Net-200 (the official README's SSLD row) has depths 3-12-48-3."""
+    for name in ("res2net200_vd_26w_4s", "res2net200_v1b_26w_4s"):
+        spec = get_spec(name)
+        assert spec.depths == (3, 12, 48, 3)
+        assert round(param_count(spec) / 1e6, 2) == 76.22 and abs(param_count(spec) / 1e6 - 76.21) <= 0.01
+        assert abs(gflops(spec) - 15.7) <= 0.05
+    ssld = {s.tag: s for s in get_variant("Res2Net200_vd_26w_4s").sources}["paddleclas-ssld"]
+    assert ssld.top1 == 85.13 and ssld.url.endswith("/Res2Net200_vd_26w_4s_ssld_pretrained.pdparams")
+
+
+def test_peer_graphs_are_spec_flavours():
+    vd, v1b = plan(get_spec("res2net50_vd_26w_4s")), plan(get_spec("res2net50_v1b_26w_4s"))
+    first_vd, first_v1b = vd.stages[0][0], v1b.stages[0][0]
+    # PaddleClas: layer1.0 hierarchical and unpooled, strided blocks pool without the padding
+    assert not first_vd.stage_block and not first_vd.pools_last_split
+    assert first_v1b.stage_block and first_v1b.pools_last_split and first_v1b.stage_pool_count_pad
+    assert vd.stages[1][0].pools_last_split and not vd.stages[1][0].stage_pool_count_pad
+    # MMDetection: layer1.0 is a stage block (no hierarchical adds) that does not pool
+    mmdet = plan(get_spec("res2net101_v1d_26w_4s")).stages[0][0]
+    assert mmdet.stage_block and not mmdet.pools_last_split
+    assert canonical_layout(get_spec("res2net50_vd_26w_4s")) == canonical_layout(get_spec("res2net50_v1b"))

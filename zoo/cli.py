@@ -54,8 +54,11 @@ def _summary(v: zspec.Variant) -> dict:
         "top5": pub.top5 if pub else None,
         "published_params_m": pub.params_m if pub else None,
         "published_gflops": pub.gflops if pub else None,
-        "weights": [s.tag for s in v.sources if s.importable],
-        "peer_weights": [s.tag for s in v.sources if not s.importable],
+        "weights": [s.tag for s in v.sources],
+        # each source's own published top-1 (the peers' trainings differ from the paper's)
+        "weights_top1": {s.tag: s.top1 if s.top1 is not None else (pub.top1 if pub and s.framework == "torch"
+                                                                    else None) for s in v.sources},
+        "graph": v.graph,
     }
 
 
@@ -67,16 +70,15 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print a JSON li
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    header = f"{'name':24} {'params':>8} {'GFLOPs':>7} {'top-1':>6}  {'weights':22} aliases"
+    header = f"{'name':28} {'params':>8} {'GFLOPs':>7} {'top-1':>6}  {'weights (top-1)':56} aliases"
     typer.echo(header)
     typer.echo("-" * len(header))
     for r in rows:
         top1 = f"{r['top1']:.2f}" if r["top1"] is not None else "-"
-        weights = ",".join(r["weights"]) or "none"
-        if r["peer_weights"]:
-            weights += f" +{len(r['peer_weights'])} peer"
-        typer.echo(f"{r['name']:24} {r['params'] / 1e6:7.2f}M {r['gflops']:7.2f} {top1:>6}  "
-                   f"{weights:22} {', '.join(r['aliases'])}")
+        weights = ", ".join(tag + (f" {t:.2f}" if (t := r["weights_top1"][tag]) is not None else "")
+                            for tag in r["weights"]) or "none"
+        typer.echo(f"{r['name']:28} {r['params'] / 1e6:7.2f}M {r['gflops']:7.2f} {top1:>6}  "
+                   f"{weights:56} {', '.join(r['aliases'])}")
 
 
 def _info(v: zspec.Variant) -> dict:
@@ -87,6 +89,7 @@ def _info(v: zspec.Variant) -> dict:
             "topology": s.topology, "depths": list(s.depths), "base_width": s.base_width,
             "scale": s.scale, "cardinality": s.cardinality, "stem": s.stem, "shortcut": s.shortcut,
             "stage_blocks": s.stage_blocks, "stage_pool_count_pad": s.stage_pool_count_pad,
+            "stage_pool_stride1": s.stage_pool_stride1, "graph": v.graph,
             "se": s.se, "channels": list(s.channels), "num_classes": s.num_classes,
         },
         "params_with_bn_stats": zspec.param_count(s, with_bn_stats=True),
@@ -129,7 +132,8 @@ def info_cmd(
         f"cardinality {s['cardinality']}, stem {s['stem']}, shortcut {s['shortcut']}, SE {s['se']}",
         f"  stage blocks: {'strided (dla.py rule)' if s['topology'] == 'dla' else s['stage_blocks']} "
         f"(last split AvgPool2d(3, stride, padding=1), "
-        f"count_include_pad={s['stage_pool_count_pad']})",
+        f"count_include_pad={s['stage_pool_count_pad']}"
+        + ("" if s["stage_pool_stride1"] else ", none at stride 1") + f"); {v.graph} graph",
         f"  params {info['params']:,} trainable; {info['params_with_bn_stats']:,} with BN statistics"
         + (f"; {info['params_official_checkpoint']:,} in the official checkpoint"
            if info["params_official_checkpoint"] != info["params"] else ""),
@@ -152,8 +156,8 @@ def info_cmd(
     for src in v.sources:
         where = src.url or f"hf://{src.hf_hub_id}"
         extra = f" (hub {src.hf_hub_id})" if src.url and src.hf_hub_id else ""
-        if not src.importable:
-            extra += f" [{src.framework} peer weights, recorded; not importable yet]"
+        if src.tag != "official":
+            extra += f" [{src.framework} file, {src.layout} names]"
         if src.top1 is not None:
             extra += f" top-1 {src.top1:.2f}"
         lines.append(f"  weights [{src.tag}] {where}{extra}")

@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_output
+from .converters.layouts import GRAPH_OF
 from .converters.read import RawState, canonical_state, read_raw
 from .converters.state import match_layout
 from .converters.tables import to_native
 from .errors import CheckpointFormatError, CheckpointMismatchError, OutputError, UnknownNameError, UsageError
-from .spec import Res2NetSpec, get_spec, list_variants, resolve_name
+from .spec import Res2NetSpec, get_spec, get_variant, list_variants, resolve_name
 
 EXTENSIONS = {"safetensors": ".safetensors", "torch": ".pth", "paddle": ".pdparams", "mindspore": ".ckpt", "jittor": ".pkl"}
 TARGETS = tuple(EXTENSIONS)
@@ -50,34 +51,67 @@ def _from_file_name(path: Path) -> str | None:
         return None
 
 
-def _fits(raw: RawState, spec: Res2NetSpec) -> bool:
-    try:  # names and shapes only; the values are checked once the variant is known
-        match_layout(canonical_state(raw, spec), spec, allow_non_finite=True)
-    except CheckpointMismatchError:
-        return False
-    return True
+def _with_file_head(raw: RawState, spec: Res2NetSpec) -> Res2NetSpec:
+    """``spec`` with the classifier the file has: another class count (MindCV's factory default is
+    1001), or none (a detection backbone)."""
+    head = canonical_state(raw, spec).get("fc.weight")
+    if head is not None and head.shape[0] != spec.num_classes:
+        return spec.replace(num_classes=int(head.shape[0]))
+    if head is None and spec.num_classes and not any(k.startswith("fc.") for k in canonical_state(raw, spec)):
+        return spec.replace(num_classes=0)
+    return spec
+
+
+def _fitting_spec(raw: RawState, spec: Res2NetSpec) -> Res2NetSpec | None:
+    for candidate in dict.fromkeys((spec, _with_file_head(raw, spec))):
+        try:  # names and shapes only; the values are checked once the variant is known
+            match_layout(canonical_state(raw, candidate), candidate, allow_non_finite=True)
+        except CheckpointMismatchError:
+            continue
+        return candidate
+    return None
+
+
+def _say_head(label: str, registered: Res2NetSpec, spec: Res2NetSpec) -> None:
+    if spec.num_classes != registered.num_classes:
+        what = f"a {spec.num_classes}-class classifier" if spec.num_classes else "no classifier (a backbone: " \
+            "load it with features_only=True)"
+        print(f"note: the checkpoint has {what}; {label} is registered with {registered.num_classes} classes",
+              file=sys.stderr)
 
 
 def identify_model(raw: RawState, src: Path, model: str | None) -> tuple[str, Res2NetSpec]:
     """The variant a checkpoint is for: ``--model``, our metadata, an official file name, or the
-    tensor shapes, in that order."""
-    if model:
-        name = resolve_name(model)
-        return name, get_spec(name)
-    if "zoo.spec" in raw.metadata:
+    tensor names and shapes, in that order; a peer's checkpoint is matched against its own graph
+    first (PaddleClas' and MMDetection's differ from the official one). The classifier follows
+    the file's (another class count, or none)."""
+    if "zoo.spec" in raw.metadata and not model:
         return raw.metadata.get("zoo.model", "custom spec"), Res2NetSpec.from_json(raw.metadata["zoo.spec"])
-    if raw.metadata.get("zoo.model"):
-        name = resolve_name(raw.metadata["zoo.model"])
-        return name, get_spec(name)
-    name = _from_file_name(src)
-    if name:
-        return name, get_spec(name)
-    matches = [v.name for v in list_variants() if _fits(raw, v.spec)]
-    if len(matches) == 1:
-        return matches[0], get_spec(matches[0])
-    if matches:
-        raise UsageError(f"{src}: the tensors fit several variants ({', '.join(matches)}); pass --model NAME")
-    raise UsageError(f"{src}: the tensors fit no registered variant; pass --model NAME to see what differs")
+    graph = GRAPH_OF.get(raw.flavour, "official")
+    how = "--model"
+    name = resolve_name(model) if model else None
+    if name is None and raw.metadata.get("zoo.model"):
+        name, how = resolve_name(raw.metadata["zoo.model"]), "the file's metadata"
+    if name is None:
+        by_file = _from_file_name(src)
+        if by_file and get_variant(by_file).graph == graph:
+            name, how = by_file, "the file name"
+    if name is not None:
+        spec = _with_file_head(raw, get_spec(name))
+    else:
+        candidates = [v for v in list_variants() if v.graph == graph] or list_variants()
+        matches = [(v.name, fit) for v in candidates if (fit := _fitting_spec(raw, v.spec)) is not None]
+        if len(matches) > 1:
+            raise UsageError(f"{src}: the tensors fit several variants ({', '.join(n for n, _ in matches)}); "
+                             "pass --model NAME")
+        if not matches:
+            raise UsageError(f"{src}: the tensors fit no registered variant; pass --model NAME to see what differs")
+        (name, spec), how = matches[0], "the tensor names and shapes"
+    layout = f", {raw.flavour} layout" if raw.flavour not in ("torch",) else ""
+    if how != "--model":
+        print(f"note: {src.name}: {name} (identified by {how}{layout})", file=sys.stderr)
+    _say_head(name, get_spec(name), spec)
+    return name, spec
 
 
 def default_output(src: Path, to: str) -> Path:
@@ -206,7 +240,13 @@ def convert_here(src: str | Path, to: str, *, model: str | None = None, out: str
     src, out = Path(src), Path(out)
     raw = read_raw(src)
     label, spec = identify_model(raw, src, model)
-    state, _ = match_layout(canonical_state(raw, spec), spec, model_name=label, allow_non_finite=allow_non_finite)
+    dropped: list[str] = []
+    state, report = match_layout(canonical_state(raw, spec, dropped), spec, model_name=label,
+                                 allow_non_finite=allow_non_finite)
+    dropped += report.dropped
+    if dropped:
+        shown = ", ".join(dropped[:3]) + (" ..." if len(dropped) > 3 else "")
+        print(f"note: {src.name}: left out {len(dropped)} entries the model does not use ({shown})", file=sys.stderr)
     state = _cast(state, src, dtype)
     if to == "safetensors":
         metadata = {"zoo.model": label, "zoo.spec": spec.to_json(), "zoo.source": src.name,

@@ -147,15 +147,14 @@ def resolve_source(name: str, source: str = "official", sources_file: str | Path
         return Source(variant.name, entry["url"], "manifest", entry["sha256"],
                       "" if entry["sha256"] else _prefix_from_url(entry["url"]))
     if not variant.has_weights:
-        raise UsageError(f"{variant.name} has no released weights ({variant.note or 'none published'}); "
-                         "give a checkpoint with --weights or a sources manifest")
+        raise UsageError(f"{variant.name} has no released weights; convert a checkpoint file instead, "
+                         "or add the model to a sources manifest (ZOO_SOURCES)")
     tags = [s.tag for s in variant.sources]
+    if source == "official" and source not in tags:  # a peer's own graph: its first source is the default
+        source = tags[0]
     if source not in tags:
         raise UsageError(f"{variant.name} has no {source!r} weights; available: {', '.join(tags)}")
     ws = next(s for s in variant.sources if s.tag == source)
-    if not ws.importable:
-        raise UsageError(f"the {source} weights of {variant.name} are recorded ({ws.url}) but cannot be imported "
-                         "yet: that peer's graph or names differ from the official release; use --source official")
     url = ws.url or (f"{os.environ.get('HF_ENDPOINT', HF_ENDPOINT_DEFAULT).rstrip('/')}/"
                      f"{ws.hf_hub_id}/resolve/main/model.safetensors")
     return Source(variant.name, url, ws.tag, ws.sha256, ws.sha256_prefix)

@@ -9,6 +9,7 @@ from ..errors import CheckpointFormatError
 from .torch_legacy import HEADER as _TORCH_LEGACY_HEADER, is_legacy_torch
 
 _ZIP_MAGIC = b"PK\x03\x04"
+_HEAD_BYTES = 4096
 _PROTOBUF_FIRST_FIELD = 0x0A  # MindSpore's Checkpoint message starts with its repeated field 1
 _TORCH = {"torch-zip", "torch-legacy", "pickle"}
 # What each known extension may hold (a Lightning .ckpt is a torch zip).
@@ -36,7 +37,7 @@ def sniff_format(path: str | Path) -> str:
     if size == 0:
         raise CheckpointFormatError(f"{path}: empty file")
     with path.open("rb") as f:
-        head = f.read(len(_TORCH_LEGACY_HEADER))
+        head = f.read(_HEAD_BYTES)
     fmt = _by_content(path, head, size)
     suffix = path.suffix.lower()
     allowed = _EXTENSION_FORMATS.get(suffix)
@@ -45,6 +46,29 @@ def sniff_format(path: str | Path) -> str:
             f"{path}: holds a {_DESCRIPTION[fmt]} file, not what {suffix} stands for; "
             f"rename it to {_SUGGESTED_EXTENSION.get(fmt, '.ckpt')} if that is what it is")
     return fmt
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while pos < len(data) and shift < 64:
+        value |= (data[pos] & 0x7F) << shift
+        pos += 1
+        if not data[pos - 1] & 0x80:
+            return value, pos
+        shift += 7
+    return -1, pos
+
+
+def _mindspore_value(head: bytes) -> bool:
+    """A file without the .ckpt extension (a cached download) that starts like a MindSpore
+    checkpoint: field 1 holding a value whose field 1 is a printable name, then field 2."""
+    _, pos = _varint(head, 1)
+    if pos >= len(head) or head[pos] != 0x0A:
+        return False
+    length, start = _varint(head, pos + 1)
+    name = head[start:start + length]
+    return 0 < length < 1024 and len(name) == length and name.isascii() and name.decode().isprintable() \
+        and head[start + length:start + length + 1] == b"\x12"
 
 
 def _by_content(path: Path, head: bytes, size: int) -> str:
@@ -60,7 +84,7 @@ def _by_content(path: Path, head: bytes, size: int) -> str:
             if header_len > size - 8:
                 raise CheckpointFormatError(f"{path}: safetensors header is damaged or the file is truncated")
             return "safetensors"
-    if path.suffix.lower() == ".ckpt" and head[0] == _PROTOBUF_FIRST_FIELD:
+    if head[0] == _PROTOBUF_FIRST_FIELD and (path.suffix.lower() == ".ckpt" or _mindspore_value(head)):
         return "mindspore-ckpt"
     raise CheckpointFormatError(
         f"{path}: unrecognised or damaged file (expected .pth, .safetensors, .ckpt, .pdparams or .pkl content; "

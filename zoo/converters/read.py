@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import CheckpointFormatError, UnsafeCheckpointError
 from .formats import sniff_format
+from .layouts import LAYOUTS, detect_layout, from_layout
 from .safe_pickle import ForeignGlobalError, load_numpy_pickle
 from .state import unwrap
 
@@ -28,8 +29,14 @@ _PADDLE_EXTRAS = ("StructuredToParameterName@@",)
 @dataclass
 class RawState:
     tensors: dict[str, np.ndarray]
-    flavour: str                      # whose names/layouts: "torch" (canonical), "paddle", "mindspore"
+    # whose names/layouts: "torch" (canonical), zoo's own "paddle"/"mindspore", or a peer's
+    # layout (converters/layouts.py: "paddleclas", "mindcv", "mmpretrain", "mmdet")
+    flavour: str
     metadata: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.flavour in ("torch", "paddle", "mindspore"):
+            self.flavour = detect_layout(self.tensors) or self.flavour
 
 
 def read_safetensors(path: Path) -> RawState:
@@ -130,10 +137,13 @@ def read_raw(path: str | Path) -> RawState:
     return RawState(tensors, _flavour(tensors))
 
 
-def canonical_state(raw: RawState, spec) -> dict[str, np.ndarray]:
-    """``raw`` in the canonical names and layouts for ``spec``; not yet checked against it."""
+def canonical_state(raw: RawState, spec, dropped: list[str] | None = None) -> dict[str, np.ndarray]:
+    """``raw`` in the canonical names and layouts for ``spec``; not yet checked against it.
+    Entries of a peer's file that are not weights (optimizer state ...) go to ``dropped``."""
     from .tables import from_native
 
+    if raw.flavour in LAYOUTS:
+        return from_layout(raw.tensors, spec, raw.flavour, dropped)
     return from_native(raw.tensors, spec, raw.flavour) if raw.flavour != "torch" else raw.tensors
 
 

@@ -41,7 +41,9 @@ class Res2NetSpec:
         ``first`` = the first block of every stage, layer1.0 included (official release);
         ``strided`` = only blocks with stride > 1 (PaddleClas' reading of the paper).
     stage_pool_count_pad: the stage pool is AvgPool2d(3, stride, padding=1); the official
-        weights were trained with the padding counted.
+        weights were trained with the padding counted (PaddleClas' without).
+    stage_pool_stride1: whether a stage block of stride 1 (layer1.0) pools its last split; the
+        official code does (a 3x3 pool of stride 1), MMDetection's Res2Net does not.
     se: the paper's SE-Res2Net, SE right before the residual add.
     channels: DLA only, channels of the six levels.
     """
@@ -54,6 +56,7 @@ class Res2NetSpec:
     shortcut: Shortcut = "conv"
     stage_blocks: StageBlocks = "first"
     stage_pool_count_pad: bool = True
+    stage_pool_stride1: bool = True
     se: bool = False
     topology: Topology = "resnet"
     channels: tuple[int, ...] = ()
@@ -140,6 +143,7 @@ class BlockPlan:
     stage_pool_count_pad: bool
     shortcut: Shortcut | None
     se_chs: int = 0
+    stage_pool_stride1: bool = True
 
     @property
     def num_convs(self) -> int:
@@ -147,7 +151,7 @@ class BlockPlan:
 
     @property
     def pools_last_split(self) -> bool:
-        return self.stage_block and self.scale > 1
+        return self.stage_block and self.scale > 1 and (self.stride > 1 or self.stage_pool_stride1)
 
 
 @dataclass(frozen=True)
@@ -248,6 +252,7 @@ def _plan_resnet(spec: Res2NetSpec) -> NetworkPlan:
                     stage_pool_count_pad=spec.stage_pool_count_pad,
                     shortcut=spec.shortcut if needs_shortcut else None,
                     se_chs=out_chs // SE_REDUCTION if spec.se else 0,
+                    stage_pool_stride1=spec.stage_pool_stride1,
                 )
             )
             in_chs = out_chs

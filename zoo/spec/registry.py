@@ -9,8 +9,12 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field, replace
 
+import re
+
 from ..errors import UnknownNameError
 from .model import Res2NetSpec
+
+_NAME_PREFIX = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")  # name-<sha256 prefix>.ext (torch hub convention)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -55,15 +59,15 @@ class WeightSource:
     """One released checkpoint. ``sha256`` is the full digest when known; official file names
     carry its first 8 hex digits (torch-hub convention), kept in ``sha256_prefix``."""
 
-    tag: str               # "official", "timm", "mindcv", "paddleclas", "jittor"
+    tag: str               # "official", "timm", "mindcv", "paddleclas", "paddleclas-ssld", "jittor", ...
     framework: str         # framework whose file this is
     url: str = ""
     hf_hub_id: str = ""
     sha256_prefix: str = ""
     sha256: str = ""
-    # Weights the peers trained themselves are recorded for a later import: their graphs or
-    # names differ from the official release (e.g. PaddleClas pools no split in layer1.0).
-    importable: bool = True
+    # whose tensor names the file uses (zoo.converters.layouts): "official" (torch's, also timm's
+    # and Jittor's), "paddle", "mindspore", "paddleclas", "mindcv", "mmpretrain", "mmdet"
+    layout: str = "official"
     top1: float | None = None  # the source's own published top-1, where it differs from the paper's
 
     @property
@@ -82,10 +86,13 @@ class Variant:
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     timm_name: str = ""    # the same graph in timm, for cross-checks
     note: str = ""
+    # whose graph the spec reproduces: "official" (the release, timm, MindCV, Jittor, MMPretrain),
+    # "paddleclas" or "mmdet"; a peer's checkpoint is identified among its own graphs first
+    graph: str = "official"
 
     @property
     def has_weights(self) -> bool:
-        return any(s.importable for s in self.sources)
+        return bool(self.sources)
 
 
 _NANKAI = "http://mc.nankai.edu.cn/projects/res2net/pretrainmodels/"
@@ -95,36 +102,59 @@ _TIMM_GH = "https://github.com/rwightman/pytorch-image-models/releases/download/
 _MINDCV = "https://download.mindspore.cn/toolkits/mindcv/res2net/"
 _PADDLECLAS = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/"
 _JITTOR_HUB = "https://cg.cs.tsinghua.edu.cn/jittor/assets/build/checkpoints/"
+_MMPRETRAIN = "https://download.openmmlab.com/mmclassification/v0/res2net/"
+_MMDET = "https://download.openmmlab.com/pretrain/third_party/"
+
+# tag -> (framework of the file, layout of its names)
+_PEERS = {"mindcv": ("mindspore", "mindcv"), "paddleclas": ("paddle", "paddleclas"),
+          "paddleclas-ssld": ("paddle", "paddleclas"), "jittor": ("jittor", "official"),
+          "mmpretrain": ("torch", "mmpretrain"), "mmdet": ("torch", "mmdet")}
 
 
 def _peer(tag: str, url: str, top1: float | None = None) -> WeightSource:
-    framework = {"mindcv": "mindspore", "paddleclas": "paddle", "jittor": "jittor"}[tag]
-    prefix = url.rsplit("-", 1)[-1].split(".")[0] if tag == "mindcv" else ""
-    return WeightSource(tag, framework, url=url, sha256_prefix=prefix, importable=False, top1=top1)
+    framework, layout = _PEERS[tag]
+    prefix = _NAME_PREFIX.search(url.rsplit("/", 1)[-1]) if tag in ("mindcv", "mmpretrain", "mmdet") else None
+    return WeightSource(tag, framework, url=url, sha256_prefix=prefix.group(1) if prefix else "", layout=layout,
+                        top1=top1)
 
 
-# Peers' own weights (MindCV top-1 from its res2net page; the others publish none per file).
+def _paddleclas(name: str, top1: float, ssld_top1: float | None = None) -> tuple[WeightSource, ...]:
+    out = (_peer("paddleclas", f"{_PADDLECLAS}{name}_pretrained.pdparams", top1),)
+    if ssld_top1 is not None:  # distilled (SSLD) weights of the same graph
+        out += (_peer("paddleclas-ssld", f"{_PADDLECLAS}{name}_ssld_pretrained.pdparams", ssld_top1),)
+    return out
+
+
+# The peers' own weights of the official graph. Top-1 as each peer publishes it (MindCV's res2net
+# page, MMPretrain's model table); Jittor publishes none per file.
 PEER_WEIGHTS: dict[str, tuple[WeightSource, ...]] = {
     "res2net50_26w_4s": (_peer("mindcv", _MINDCV + "res2net50-f42cf71b.ckpt", 79.35),
-                         _peer("paddleclas", _PADDLECLAS + "Res2Net50_26w_4s_pretrained.pdparams"),
                          _peer("jittor", _JITTOR_HUB + "res2net50_26w_4s.pkl")),
-    "res2net50_14w_8s": (_peer("paddleclas", _PADDLECLAS + "Res2Net50_14w_8s_pretrained.pdparams"),
-                         _peer("jittor", _JITTOR_HUB + "res2net50_14w_8s.pkl")),
+    "res2net50_14w_8s": (_peer("jittor", _JITTOR_HUB + "res2net50_14w_8s.pkl"),
+                         _peer("mmpretrain", _MMPRETRAIN + "res2net50-w14-s8_3rdparty_8xb32_in1k_20210927-bc967bf1.pth",
+                               78.14)),
     "res2net50_26w_6s": (_peer("jittor", _JITTOR_HUB + "res2net50_26w_6s.pkl"),),
-    "res2net50_26w_8s": (_peer("jittor", _JITTOR_HUB + "res2net50_26w_8s.pkl"),),
+    "res2net50_26w_8s": (_peer("jittor", _JITTOR_HUB + "res2net50_26w_8s.pkl"),
+                         _peer("mmpretrain", _MMPRETRAIN + "res2net50-w26-s8_3rdparty_8xb32_in1k_20210927-f547a94b.pth",
+                               79.20)),
     "res2net50_48w_2s": (_peer("jittor", _JITTOR_HUB + "res2net50_48w_2s.pkl"),),
     "res2net101_26w_4s": (_peer("mindcv", _MINDCV + "res2net101-8ae60132.ckpt", 79.56),
-                          _peer("jittor", _JITTOR_HUB + "res2net101_26w_4s.pkl")),
-    "res2net50_v1b_26w_4s": (_peer("mindcv", _MINDCV + "res2net50_v1b-99304e92.ckpt", 80.32),
-                             _peer("paddleclas", _PADDLECLAS + "Res2Net50_vd_26w_4s_pretrained.pdparams")),
-    "res2net101_v1b_26w_4s": (_peer("mindcv", _MINDCV + "res2net101_v1b-7e6db001.ckpt", 81.26),
-                              _peer("paddleclas", _PADDLECLAS + "Res2Net101_vd_26w_4s_pretrained.pdparams")),
-    "res2net200_v1b_26w_4s": (_peer("paddleclas", _PADDLECLAS + "Res2Net200_vd_26w_4s_pretrained.pdparams"),),
+                          _peer("jittor", _JITTOR_HUB + "res2net101_26w_4s.pkl"),
+                          _peer("mmpretrain", _MMPRETRAIN + "res2net101-w26-s4_3rdparty_8xb32_in1k_20210927-870b6c36.pth",
+                                79.19)),
+    "res2net50_v1b_26w_4s": (_peer("mindcv", _MINDCV + "res2net50_v1b-99304e92.ckpt", 80.32),),
+    "res2net101_v1b_26w_4s": (_peer("mindcv", _MINDCV + "res2net101_v1b-7e6db001.ckpt", 81.26),),
 }
 
-R50, R101, R152, R200 = (3, 4, 6, 3), (3, 4, 23, 3), (3, 8, 36, 3), (3, 24, 36, 3)
+R50, R101, R152 = (3, 4, 6, 3), (3, 4, 23, 3), (3, 8, 36, 3)
+R200 = (3, 12, 48, 3)  # PaddleClas' Res2Net-200, the only one trained (official README: 76.21M, 15.7 GMACs)
 DLA60_LEVELS, DLA60_CHANNELS = (1, 1, 1, 2, 3, 1), (16, 32, 128, 256, 512, 1024)
 V1B = dict(stem="deep", shortcut="avgpool_conv")
+# PaddleClas' graph: only strided blocks are stage blocks (layer1.0 is hierarchical, unpooled),
+# and their pool leaves the padding out (Paddle's AvgPool2D default).
+PADDLECLAS = dict(stage_blocks="strided", stage_pool_count_pad=False)
+# MMDetection's graph: stage blocks of stride 1 (layer1.0) do not pool their last split.
+MMDET = dict(stage_pool_stride1=False)
 
 
 def _official(base: str, filename: str, timm_hub: str = "", timm_mirror: bool = False):
@@ -138,9 +168,9 @@ def _official(base: str, filename: str, timm_hub: str = "", timm_mirror: bool = 
     return tuple(out)
 
 
-def _v(name, title, spec, published=None, sources=(), aliases=(), timm_name="", note=""):
+def _v(name, title, spec, published=None, sources=(), aliases=(), timm_name="", note="", graph="official"):
     return Variant(name, title, spec, tuple(aliases), Published(*published) if published else None,
-                   sources, timm_name=timm_name, note=note)
+                   sources, timm_name=timm_name, note=note, graph=graph)
 
 
 # name, title, spec, published (params M, GFLOPs, top-1 err, top-5 err), sources, aliases
@@ -188,10 +218,36 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
        note="defined in the official res2net_v1b.py; no published figures or checkpoint URL"),
     _v("res2net200_v1b_26w_4s", "Res2Net-v1b-200", Res2NetSpec(R200, 26, 4, **V1B),
        aliases=("res2net200_v1b",),
-       note="official v1b family; no published figures or checkpoint URL"),
+       note="the official v1b graph at PaddleClas' Res2Net-200 depths (3, 12, 48, 3); the trained "
+            "Res2Net-200 weights are PaddleClas' own graph: res2net200_vd_26w_4s"),
     _v("se_res2net50_26w_4s", "SE-Res2Net-50-26w-4s", Res2NetSpec(R50, 26, 4, se=True),
        aliases=("se_res2net50",),
        note="paper only (SE before the residual add); no released weights"),
+    # PaddleClas' own graph and weights (top-1 as PaddleClas publishes it; no paper figures).
+    _v("res2net50_vd_26w_4s", "PaddleClas Res2Net50_vd_26w_4s", Res2NetSpec(R50, 26, 4, **V1B, **PADDLECLAS),
+       sources=_paddleclas("Res2Net50_vd_26w_4s", 79.8, 83.1), graph="paddleclas",
+       note="PaddleClas' graph: layer1.0 hierarchical and unpooled, stage pools exclude the padding"),
+    _v("res2net101_vd_26w_4s", "PaddleClas Res2Net101_vd_26w_4s", Res2NetSpec(R101, 26, 4, **V1B, **PADDLECLAS),
+       sources=_paddleclas("Res2Net101_vd_26w_4s", 80.6, 83.9), graph="paddleclas",
+       note="PaddleClas' graph: layer1.0 hierarchical and unpooled, stage pools exclude the padding"),
+    _v("res2net200_vd_26w_4s", "PaddleClas Res2Net200_vd_26w_4s", Res2NetSpec(R200, 26, 4, **V1B, **PADDLECLAS),
+       (76.21, 15.7, 14.87, 2.58), _paddleclas("Res2Net200_vd_26w_4s", 81.2, 85.13), ("res2net200_vd",),
+       graph="paddleclas",
+       note="the official README's Res2Net-v1b-200-SSLD row (76.21M, 15.7 GFLOPs, 85.13% top-1) is "
+            "PaddleClas' SSLD model"),
+    _v("res2net50_26w_4s_paddleclas", "PaddleClas Res2Net50_26w_4s", Res2NetSpec(R50, 26, 4, **PADDLECLAS),
+       sources=_paddleclas("Res2Net50_26w_4s", 79.3), graph="paddleclas",
+       note="PaddleClas' graph of Res2Net-50-26w-4s (its names collide with the official one's)"),
+    _v("res2net50_14w_8s_paddleclas", "PaddleClas Res2Net50_14w_8s", Res2NetSpec(R50, 14, 8, **PADDLECLAS),
+       sources=_paddleclas("Res2Net50_14w_8s", 79.5), graph="paddleclas",
+       note="PaddleClas' graph of Res2Net-50-14w-8s"),
+    # MMDetection's backbone: the official v1b weights in MMDetection's graph, no classifier.
+    _v("res2net101_v1d_26w_4s", "MMDetection Res2Net-101-v1d-26w-4s (backbone)",
+       Res2NetSpec(R101, 26, 4, **V1B, **MMDET, num_classes=0),
+       sources=(_peer("mmdet", _MMDET + "res2net101_v1d_26w_4s_mmdetv2-f0a600f9.pth"),),
+       aliases=("mmdet_res2net101",), graph="mmdet",
+       note="MMDetection's graph (layer1.0 does not pool its last split); backbone only, for FPN "
+            "(features_only); open-mmlab://res2net101_v1d_26w_4s"),
 )}
 
 VARIANTS = {name: replace(v, sources=v.sources + PEER_WEIGHTS.get(name, ())) for name, v in VARIANTS.items()}

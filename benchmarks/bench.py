@@ -215,15 +215,55 @@ def _measure(cmd: list[str]) -> tuple[float, int]:
     return wall, kib // 1024
 
 
+def _release_file(d: Path) -> Path:
+    """res2net101_v1b_26w_4s with realistic weights, written as the official release file was:
+    torch's legacy (pre-1.6) format."""
+    jobs = d / "jobs.json"
+    jobs.write_text(json.dumps([{"model": "res2net101_v1b_26w_4s", "out": str(d / "src.safetensors"),
+                                 "legacy_pth": str(d / "res2net101_v1b_26w_4s.pth")}]))
+    subprocess.run([PY, "-m", "zoo.worker", "torch", "calibrate", str(jobs)], check=True, capture_output=True)
+    return d / "res2net101_v1b_26w_4s.pth"
+
+
+# Each reader in a fresh process: (label, imports, read expression); the process reports the read's
+# wall time and its own peak RSS.
+READERS = (
+    ("zoo, legacy .pth (numpy)", "from zoo.converters.read import read_raw", "read_raw(SRC)"),
+    ("torch.load(weights_only), legacy .pth", "import torch", "torch.load(SRC, weights_only=True)"),
+    ("zoo, MindSpore .ckpt (numpy)", "from zoo.converters.read import read_raw", "read_raw(CKPT)"),
+    ("mindspore.load_checkpoint, .ckpt", "import mindspore", "mindspore.load_checkpoint(CKPT)"),
+)
+
+
+def reader_section(runs: int) -> list[dict]:
+    """Reading the release file and a MindSpore checkpoint: zoo's framework-free readers against
+    the frameworks' own, each in its own process, same files, same run."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
+        d = Path(tmp)
+        src = _release_file(d)
+        ckpt = d / "res2net101_v1b_26w_4s.ckpt"
+        subprocess.run([PY, "-m", "zoo.cli", "convert", str(src), "--to", "mindspore", "-o", str(ckpt)], check=True,
+                       capture_output=True)
+        for label, imports, read in READERS:
+            probe = (f"import json, resource, time\n{imports}\nSRC, CKPT = {str(src)!r}, {str(ckpt)!r}\n"
+                     f"t = time.perf_counter()\nstate = {read}\nseconds = time.perf_counter() - t\n"
+                     "print(json.dumps([seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024]))")
+            measured = []
+            for _ in range(max(1, runs // 2)):
+                out = subprocess.run([PY, "-c", probe], capture_output=True, text=True, check=True).stdout
+                measured.append(json.loads(out.strip().splitlines()[-1]))
+            rows.append(dict(reader=label, seconds=statistics.median(m[0] for m in measured),
+                             peak_mib=max(m[1] for m in measured),
+                             file_mb=round((src if ".pth" in label else ckpt).stat().st_size / 2**20, 1)))
+    return rows
+
+
 def conversion_section(runs: int) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
         d = Path(tmp)
-        jobs = d / "jobs.json"
-        jobs.write_text(json.dumps([{"model": "res2net101_v1b_26w_4s", "out": str(d / "src.safetensors"),
-                                     "pth": str(d / "res2net101_v1b_26w_4s.pth")}]))
-        subprocess.run([PY, "-m", "zoo.worker", "torch", "calibrate", str(jobs)], check=True, capture_output=True)
-        src = d / "res2net101_v1b_26w_4s.pth"
+        src = _release_file(d)
         size_mb = src.stat().st_size / 2**20
         copies = []
         for _ in range(3):
@@ -307,11 +347,17 @@ def main() -> int:
         print()
     print("measuring conversion ...", file=sys.stderr)
     report["conversion"] = conversion_section(args.runs)
-    print(f"zoo convert res2net101_v1b_26w_4s (.pth, {report['conversion'][0]['file_mb']} MB)")
+    print(f"zoo convert res2net101_v1b_26w_4s (legacy-format .pth as released, {report['conversion'][0]['file_mb']} MB)")
     print(_table(report["conversion"], [
         ("target", "framework", ""), ("convert s", "convert_s", ".2f"), ("import s", "import_s", ".2f"),
         ("copy s", "copy_s", ".2f"), ("peak MiB", "convert_peak_mib", "d"), ("import MiB", "import_peak_mib", "d"),
         ("time ok", "time_target_met", ""), ("memory ok", "memory_target_met", "")]))
+    print()
+    print("measuring readers ...", file=sys.stderr)
+    report["readers"] = reader_section(args.runs)
+    print("Reading res2net101_v1b_26w_4s (read seconds, peak MiB of the process including its imports)")
+    print(_table(report["readers"], [("reader", "reader", ""), ("MB", "file_mb", ".1f"), ("seconds", "seconds", ".2f"),
+                                     ("peak MiB", "peak_mib", "d")]))
     print()
     report["startup"] = startup_section(args.runs)
     print("CLI start-up (median wall seconds)")

@@ -34,8 +34,8 @@ def zoo_cli(*args, env=None, **kwargs) -> subprocess.CompletedProcess:
 
 def assert_clean_failure(result, code: int, *needles: str) -> None:
     assert result.returncode == code, (result.returncode, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("note: ")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr  # notes may precede it
     assert "Traceback" not in result.stderr
     for needle in needles:
         assert needle in lines[0], lines[0]

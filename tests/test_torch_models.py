@@ -8,9 +8,20 @@ import pytest
 pytestmark = pytest.mark.torch
 
 import zoo  # noqa: E402
-from zoo.spec import Res2NetSpec, canonical_layout, feature_info, get_spec, list_variants, param_count  # noqa: E402
+from zoo.spec import (  # noqa: E402
+    Res2NetSpec, canonical_layout, feature_info, get_spec, get_variant, list_variants, param_count,
+)
 
 VARIANTS = list_variants()
+# The official variant of the same size, whose timm graph a peer's graph is compared with.
+VARIANTS_BY_GRAPH_ORIGIN = {
+    "res2net50_vd_26w_4s": get_variant("res2net50_v1b_26w_4s"),
+    "res2net101_vd_26w_4s": get_variant("res2net101_v1b_26w_4s"),
+    "res2net200_vd_26w_4s": get_variant("res2net200_v1b_26w_4s"),
+    "res2net50_26w_4s_paddleclas": get_variant("res2net50_26w_4s"),
+    "res2net50_14w_8s_paddleclas": get_variant("res2net50_14w_8s"),
+    "res2net101_v1d_26w_4s": get_variant("res2net101_v1b_26w_4s"),
+}
 PARITY_LIMIT = 1e-5
 
 
@@ -58,15 +69,20 @@ def test_state_dict_is_the_canonical_layout(variant):
     assert state == [(t.name, t.shape) for t in canonical_layout(variant.spec)]
     trainable = sum(p.numel() for p in model.parameters())
     assert trainable == param_count(variant.spec)
-    if variant.published and variant.spec.topology == "resnet":
-        assert abs(trainable / 1e6 - variant.published.params_m) <= 0.005
+    if variant.published and variant.spec.topology == "resnet":  # rounded or cut to 0.01M
+        assert abs(trainable / 1e6 - variant.published.params_m) <= 0.005 \
+            or trainable // 10_000 / 100 == variant.published.params_m
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
 def test_logits_equal_timm_on_realistic_weights(variant):
+    """timm implements the official graph; the peers' graphs (PaddleClas, MMDetection) must differ
+    from it on the same weights — their own code is the reference there (test_peers.py)."""
     torch = _torch()
-    ours = _realistic(variant.spec)
-    reference = _timm_reference(variant)
+    spec = variant.spec if variant.spec.num_classes else variant.spec.replace(num_classes=1000)
+    ours = _realistic(spec)
+    official = VARIANTS_BY_GRAPH_ORIGIN.get(variant.name, variant)
+    reference = _timm_reference(official)
     reference.load_state_dict(ours.state_dict(), strict=True)
     x = _images(64)
     with torch.no_grad():
@@ -74,7 +90,10 @@ def test_logits_equal_timm_on_realistic_weights(variant):
     # The weights are realistic: logits of order 1-10, not a degenerate all-zero network.
     assert 1.0 < b.abs().max().item() < 100.0
     assert b.std().item() > 0.1
-    assert _relative_diff(a, b) <= PARITY_LIMIT
+    if variant.graph == "official":
+        assert _relative_diff(a, b) <= PARITY_LIMIT
+    else:
+        assert _relative_diff(a, b) > 1e-3
 
 
 @pytest.mark.slow

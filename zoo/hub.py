@@ -230,12 +230,32 @@ def _transfer(src: Source, part: Path) -> None:
                 continue
             return
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            last_error = _reason(exc, src.url)
+            if last_error.startswith("cannot resolve"):
+                break  # no retry brings a host name back
         except requests.RequestException as exc:  # an URL requests cannot use at all: no retry helps
             raise DownloadError(f"cannot fetch {src.url}: {type(exc).__name__}; "
                                 "check the URL in the sources manifest (ZOO_SOURCES)") from None
-    raise DownloadError(f"{src.url}: transfer failed after {_ATTEMPTS} attempts ({last_error}); "
-                        "run the command again to resume")
+    kept = part.exists() and part.stat().st_size > 0
+    raise DownloadError(f"cannot download {src.url.rsplit('/', 1)[-1]}: {last_error}; "
+                        + ("run the command again to resume, or " if kept else "")
+                        + "point ZOO_SOURCES at a mirror")
+
+
+def _reason(exc: Exception, url: str) -> str:
+    """What went wrong, in a few words: requests nests urllib3's internals in its messages."""
+    import requests
+
+    host = urlsplit(url).hostname or url
+    text = str(exc)
+    if "NameResolutionError" in text or "Name or service not known" in text or "nodename nor servname" in text:
+        return f"cannot resolve {host} (no network or DNS?)"
+    if "Connection refused" in text:
+        return f"{host} refused the connection"
+    if isinstance(exc, requests.Timeout):
+        return f"{host} did not answer in time"
+    return f"the connection to {host} broke off"
+
 
 
 def download(src: Source) -> Path:

@@ -61,6 +61,7 @@ def check_everywhere(checkpoint: Path, own: str, expected_model: str, x: np.ndar
             continue
         native = convert(checkpoint, framework, tmp / f"converted-{framework}").stdout.strip()
         diffs[framework] = relative_diff(logits_in(framework, metadata["zoo.spec"], Path(native), x, tmp), reference)
+    print(f"{expected_model} from {own}: " + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))
     assert max(diffs.values()) <= PARITY_LIMIT, diffs
     return diffs
 

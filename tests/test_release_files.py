@@ -346,3 +346,28 @@ def test_ckpt_wire_format_slices_and_malformed_files(tmp_path):
         result = zoo_cli("convert", path, "--to", "safetensors", "-m", "res2net50", "-o", out, env=env)
         one_error_line(result, 4, path.name)
         assert not out.exists(), label
+
+
+_OWN_LOADER = {
+    "paddle": "import paddle\nmodel = zoo.create_model(NAME, 'paddle')\nmodel.set_state_dict(paddle.load(PATH))\n",
+    "jittor": "import zoo.frameworks.jittor\nimport jittor as jt\nmodel = zoo.create_model(NAME, 'jittor')\n"
+              "model.load_parameters(jt.load(PATH))\n",
+}
+
+
+@pytest.mark.parametrize("framework", [pytest.param(fw, marks=getattr(pytest.mark, fw)) for fw in _OWN_LOADER])
+def test_native_files_written_without_their_framework_load_there(framework, tmp_path_factory, tmp_path):
+    """.pdparams and Jittor .pkl are pickles numpy writes exactly: a machine without the framework
+    writes them, and the framework's own loader reads them with parity."""
+    name = "res2net50_26w_4s"
+    rel = release(tmp_path_factory, name)
+    path = tmp_path / f"converted{'.pdparams' if framework == 'paddle' else '.pkl'}"
+    result = zoo_cli("convert", rel["file"], "--to", framework, "-o", path, env=only(tmp_path / "none", None))
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "logits.npy"
+    code = (f"import numpy as np, zoo\nNAME, PATH = {name!r}, {str(path)!r}\nx = np.load({str(rel['input'])!r})\n"
+            + _OWN_LOADER[framework] + FORWARD[framework] + f"np.save({str(out)!r}, y)\n")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, **only(tmp_path / "site", framework)})
+    assert loaded.returncode == 0, loaded.stderr
+    assert relative_diff(np.load(out), rel["reference"]) <= PARITY_LIMIT

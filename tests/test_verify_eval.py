@@ -53,7 +53,11 @@ def test_verify_catches_a_broken_rename_rule(tmp_path):
     result = zoo_cli("verify", "--framework", "paddle", "-m", "res2net50_26w_4s", env=env)
     assert result.returncode == 9
     assert "FAIL" in result.stdout
-    assert result.stderr.strip().splitlines()[-1] == "error: 1 of 1 model(s) outside the limit: res2net50_26w_4s"
+    # The first stage to leave the limit is where the port goes wrong: the stem's BatchNorm.
+    assert result.stderr.strip().splitlines()[-1] == \
+        "error: 1 of 1 model(s) outside the limit: res2net50_26w_4s (first at act1)"
+    row = next(line for line in result.stdout.splitlines() if line.startswith("res2net50_26w_4s"))
+    assert row.split()[-2:] == ["act1", "FAIL"]
 
 
 @pytest.fixture(scope="module")

@@ -113,18 +113,57 @@ def _info(v: zspec.Variant) -> dict:
     return out
 
 
+# One grammar for every command: the model(s) positional, ``-m/--model`` accepted as well;
+# ``-f/--framework`` wherever a framework is chosen; the same meaning of --weights, --source,
+# --sources, --device, --mode and --json everywhere.
+_MODEL_HELP = "Variant name or alias (also accepted as -m/--model)."
+_MODES_HELP = "Execution mode: torch eager; paddle dynamic, to_static; mindspore pynative, graph; jittor lazy, eager " \
+              "(default: the first)."
+_SOURCE_HELP = "Which released weights: official (default), timm, mindcv, paddleclas, paddleclas-ssld, jittor, " \
+               "mmpretrain, mmdet (`zoo info` lists a model's)."
+_SOURCES_HELP = "JSON manifest of mirrors: model -> {url (http, file:// or path), sha256} (default: $ZOO_SOURCES)."
+_JSON_HELP = "Print JSON for machines (on stdout; messages stay on stderr)."
+_DEVICE_HELP = "cpu, gpu or ascend."
+
+
+def _models(positional: Optional[list[str]], option: Optional[list[str]]) -> list[str]:
+    return list(positional or []) + list(option or [])
+
+
+def _one_model(positional: Optional[str], option: Optional[str], *, required: bool = True) -> Optional[str]:
+    from .errors import UsageError
+
+    if positional and option and positional != option:
+        raise UsageError(f"two models given ({positional} and -m {option}); give one")
+    name = positional or option
+    if required and not name:
+        raise UsageError("give a model name (`zoo list` shows them)")
+    return name
+
+
 @app.command("info")
 @_user_errors
 def info_cmd(
-    name: str = typer.Argument(..., help="Variant name or alias, e.g. res2net101_v1b."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+    names: Optional[list[str]] = typer.Argument(None, help="Variant names or aliases, e.g. res2net101_v1b."),
+    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help=_MODEL_HELP),
+    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ):
-    """Spec, stage channels, preprocessing, published numbers and weight sources of a variant."""
-    v = zspec.get_variant(name)
-    info = _info(v)
+    """Spec, stage channels, preprocessing, published numbers and weight sources of variants."""
+    from .errors import UsageError
+
+    wanted = _models(names, model)
+    if not wanted:
+        raise UsageError("give a model name (`zoo list` shows them)")
+    variants = [zspec.get_variant(n) for n in wanted]
     if as_json:
-        typer.echo(json.dumps(info, indent=2))
+        infos = [_info(v) for v in variants]
+        typer.echo(json.dumps(infos[0] if len(infos) == 1 else infos, indent=2))
         return
+    typer.echo("\n\n".join(_info_text(v) for v in variants))
+
+
+def _info_text(v: zspec.Variant) -> str:
+    info = _info(v)
     s = info["spec"]
     lines = [
         f"{v.name} ({v.title})" + (f"  aliases: {', '.join(v.aliases)}" if v.aliases else ""),
@@ -165,7 +204,7 @@ def info_cmd(
         lines.append("  weights: none released")
     if v.note:
         lines.append(f"  note: {v.note}")
-    typer.echo("\n".join(lines))
+    return "\n".join(lines)
 
 
 @app.command("convert")
@@ -173,103 +212,116 @@ def info_cmd(
 def convert_cmd(
     src: str = typer.Argument(..., help="A checkpoint file (.pth, .safetensors, .ckpt, .pdparams, .pkl), or a model "
                                         "name: its released weights are fetched through the cache."),
-    to: str = typer.Option(..., "--to", help="Target: safetensors, torch, paddle, mindspore or jittor."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Variant; default: from metadata, file name or shapes."),
-    out: Optional[str] = typer.Option(None, "--output", "-o", help="Output file; default: SRC with the target's extension."),
+    to: str = typer.Option(..., "--to", help="Target: safetensors, torch, paddle, mindspore or jittor "
+                                             "(only the target's framework is needed; paddle, jittor and "
+                                             "safetensors need none)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="The variant a file holds; default: from its metadata, name or tensors."),
+    out: Optional[str] = typer.Option(None, "--output", "-o", help="Output file; default: SRC with the target's "
+                                                                   "extension, or the cache for a model name."),
     dtype: str = typer.Option("float32", "--dtype", help="safetensors output: float32, float16 or keep."),
     allow_non_finite: bool = typer.Option(False, "--allow-non-finite", help="Keep NaN/Inf values instead of refusing."),
-    source: str = typer.Option("official", "--source", help="For a model name: official or timm."),
-    sources: Optional[str] = typer.Option(None, "--sources", help="For a model name: JSON manifest of mirrors "
-                                                                  "(default: $ZOO_SOURCES)."),
+    source: str = typer.Option("official", "--source", help=_SOURCE_HELP),
+    sources: Optional[str] = typer.Option(None, "--sources", help=_SOURCES_HELP),
+    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ):
     """Convert a checkpoint (or a model's released weights) between frameworks, exactly.
 
-    Needs only the target framework: every source format is read without a framework."""
+    Says on stderr which variant it found and how, and what it left out; prints the written
+    file's path last on stdout."""
     from .convert import convert
 
     path = convert(src, to, model=model, out=out, dtype=dtype, allow_non_finite=allow_non_finite, source=source,
                    sources_file=sources)
-    typer.echo(str(path))
+    typer.echo(json.dumps({"output": str(path), "to": to}) if as_json else str(path))
 
 
 @app.command("download")
 @_user_errors
 def download_cmd(
-    name: str = typer.Argument(..., help="Variant name or alias."),
+    names: Optional[list[str]] = typer.Argument(None, help="Variant names or aliases."),
+    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help=_MODEL_HELP),
     framework: Optional[str] = typer.Option(None, "--framework", "-f",
-                                            help="Convert once to this framework; default: the checkpoint as released."),
-    source: str = typer.Option("official", "--source", help="official or timm."),
-    sources: Optional[str] = typer.Option(None, "--sources", help="JSON manifest of mirrors (default: $ZOO_SOURCES)."),
+                                            help="Convert once to this framework (or safetensors); default: the "
+                                                 "file as released."),
+    source: str = typer.Option("official", "--source", help=_SOURCE_HELP),
+    sources: Optional[str] = typer.Option(None, "--sources", help=_SOURCES_HELP),
+    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ):
-    """Fetch pretrained weights once, verify them, convert once; prints the file's path last."""
+    """Fetch released weights once, check them, convert once; prints each file's path."""
+    from .errors import UsageError
     from .hub import fetch
 
-    typer.echo(str(fetch(name, framework, source=source, sources_file=sources)))
-
-
-DEVICES = ("cpu", "gpu", "ascend")
-
-
-def _device(value: str) -> str:
-    if value not in DEVICES:
-        from .errors import UsageError
-
-        raise UsageError(f"unknown device {value!r}; choose one of: {', '.join(DEVICES)}")
-    return value
+    wanted = _models(names, model)
+    if not wanted:
+        raise UsageError("give a model name (`zoo list` shows the ones with weights)")
+    paths = {zspec.resolve_name(n): str(fetch(n, framework, source=source, sources_file=sources)) for n in wanted}
+    if as_json:
+        typer.echo(json.dumps([{"model": n, "path": p, "framework": framework} for n, p in paths.items()], indent=2))
+    else:
+        typer.echo("\n".join(paths.values()))
 
 
 @app.command("verify")
 @_user_errors
 def verify_cmd(
-    framework: str = typer.Option(..., "--framework", "-f", help="torch, paddle, mindspore or jittor."),
-    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="Variant(s); default: every variant."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="Checkpoint to verify (one --model)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, gpu or ascend (the candidate's device)."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="Execution mode, e.g. graph (mindspore), to_static (paddle)."),
-    tolerance: float = typer.Option(1e-4, "--tolerance", help="Limit on max|d| / max(1, max|reference|)."),
+    names: Optional[list[str]] = typer.Argument(None, help="Variants to verify; default: every variant."),
+    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help=_MODEL_HELP),
+    framework: str = typer.Option(..., "--framework", "-f", help="The port to check: torch, paddle, mindspore or "
+                                                                 "jittor."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Checkpoint to verify (one model); default: the "
+                                                                  "cached pretrained weights, else realistic random."),
+    device: str = typer.Option("cpu", "--device", help=_DEVICE_HELP + " The candidate's; the reference runs on cpu."),
+    mode: Optional[str] = typer.Option(None, "--mode", help=_MODES_HELP),
+    tolerance: float = typer.Option(1e-4, "--tolerance", help="Limit on max|d| / max(1, max|reference|), per stage "
+                                                              "and for the logits."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Default 224 (pretrained) or 64 (random)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ):
     """Parity of a framework port with the PyTorch reference, per stage and for the logits."""
     from .errors import VerificationFailed
     from .verify import as_json as to_json, as_table, verify
 
-    results = verify(framework, model, weights=weights, device=_device(device), mode=mode,
+    results = verify(framework, _models(names, model) or None, weights=weights, device=device, mode=mode,
                      tolerance=tolerance, image_size=image_size)
     typer.echo(to_json(results) if as_json else as_table(results, tolerance))
-    failed = [r.model for r in results if not r.passed]
+    failed = [r for r in results if not r.passed]
     if failed:
-        raise VerificationFailed(f"{len(failed)} of {len(results)} model(s) outside the limit: {', '.join(failed)}")
+        where = ", ".join(f"{r.model} (first at {r.first_stage_over})" for r in failed[:4])
+        raise VerificationFailed(f"{len(failed)} of {len(results)} model(s) outside the limit: {where}")
 
 
 @app.command("eval")
 @_user_errors
 def eval_cmd(
     name: Optional[str] = typer.Argument(
-        None, help="Variant, or a JSON file holding a custom spec; default: the model in the --weights metadata."),
-    framework: str = typer.Option("torch", "--framework", "-f"),
+        None, help="Variant, or a JSON file of a custom spec; default: the model --weights holds."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=_MODEL_HELP),
+    framework: str = typer.Option("torch", "--framework", "-f", help="torch, paddle, mindspore or jittor."),
     data: str = typer.Option(..., "--data", help="DIR/<class>/*.JPEG (sorted classes) or a list file 'path label'."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="Checkpoint; default: the pretrained weights."),
-    source: str = typer.Option("official", "--source", help="Pretrained source when --weights is not given."),
-    device: str = typer.Option("cpu", "--device", help="cpu, gpu or ascend."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="Execution mode, e.g. graph (mindspore)."),
-    batch_size: int = typer.Option(32, "--batch-size"),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Checkpoint (any supported format; the model is "
+                                                                  "identified from it); default: released weights."),
+    source: str = typer.Option("official", "--source", help=_SOURCE_HELP),
+    device: str = typer.Option("cpu", "--device", help=_DEVICE_HELP),
+    mode: Optional[str] = typer.Option(None, "--mode", help=_MODES_HELP),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate the first N images only."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Crop size; default: the variant's."),
     predictions: Optional[str] = typer.Option(None, "--predictions", help="Save the top-1 predictions (.npy)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ):
     """Top-1/top-5 and images/s on ImageNet-style data, with the published figure beside them."""
     from .evaluate import evaluate
 
-    result = evaluate(name, framework, data, weights=weights, source=source, device=_device(device), mode=mode,
-                      batch_size=batch_size, limit=limit, image_size=image_size, predictions=predictions)
+    result = evaluate(_one_model(name, model, required=False), framework, data, weights=weights, source=source,
+                      device=device, mode=mode, batch_size=batch_size, limit=limit, image_size=image_size,
+                      predictions=predictions)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
     published = f"{result['published_top1']:.2f}" if result["published_top1"] is not None else "-"
-    typer.echo(f"{result['model']} [{result['framework']}, {result['device']}] on {result['images']} images: "
-               f"top-1 {result['top1']:.2f}  top-5 {result['top5']:.2f}  (published top-1 {published})  "
+    typer.echo(f"{result['model']} [{result['framework']} {result['mode']}, {result['device']}] on {result['images']} "
+               f"images: top-1 {result['top1']:.2f}  top-5 {result['top5']:.2f}  (published top-1 {published})  "
                f"{result['images_per_s']:.1f} images/s")
 
 

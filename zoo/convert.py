@@ -23,6 +23,7 @@ import numpy as np
 
 from .atomic import atomic_output
 from .converters.layouts import GRAPH_OF
+from .converters.native_files import WRITERS
 from .converters.read import RawState, canonical_state, read_raw
 from .converters.state import match_layout
 from .converters.tables import to_native
@@ -31,6 +32,8 @@ from .spec import Res2NetSpec, get_spec, get_variant, list_variants, resolve_nam
 
 EXTENSIONS = {"safetensors": ".safetensors", "torch": ".pth", "paddle": ".pdparams", "mindspore": ".ckpt", "jittor": ".pkl"}
 TARGETS = tuple(EXTENSIONS)
+# Targets written in this process without their framework (numpy writes them exactly).
+IN_PROCESS = ("safetensors", *WRITERS)
 
 
 def sha256_file(path: Path) -> str:
@@ -170,8 +173,9 @@ def convert(src: str | Path, to: str, *, model: str | None = None, out: str | Pa
     and converted through the cache. ``dtype`` (float32, float16, keep) applies to safetensors
     output; the frameworks' native files hold float32, as their models do.
 
-    A framework target is converted inside a worker process of that framework (one framework
-    per process).
+    safetensors, Paddle and Jittor files are written here, without their framework (numpy writes
+    them exactly); torch and MindSpore files inside a worker process of that framework, with its
+    own writer (one framework per process).
     """
     from .worker import require_installed, run_worker
 
@@ -193,14 +197,14 @@ def convert(src: str | Path, to: str, *, model: str | None = None, out: str | Pa
     if name is not None and src.is_file():
         print(f"note: converting the file {src}; {name} is also a model name: give another path "
               f"(or run elsewhere) to fetch its released weights instead", file=sys.stderr)
-    if to != "safetensors":
+    if to not in IN_PROCESS:
         require_installed(to)
     out = Path(out) if out else default_output(src, to)
     if out.exists() and src.exists() and out.resolve() == src.resolve():
         raise UsageError(f"{out}: the output would overwrite the input; choose another -o")
     job = {"src": str(src), "to": to, "model": model, "out": str(out), "dtype": dtype,
            "allow_non_finite": allow_non_finite}
-    if to == "safetensors":
+    if to in IN_PROCESS:
         return convert_here(**job)
     with tempfile.TemporaryDirectory(prefix="zoo-convert-") as tmp:
         job_file = Path(tmp) / "job.json"
@@ -253,10 +257,13 @@ def convert_here(src: str | Path, to: str, *, model: str | None = None, out: str
                     "zoo.sha256": sha256_file(src), "zoo.flavour": "torch"}
         write_canonical(state, out, metadata)
         return out
-    from .frameworks import get_backend
-
     native = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in to_native(state, spec, to).items()}
-    backend = get_backend(to)
+    if to in WRITERS:
+        save = WRITERS[to]
+    else:
+        from .frameworks import get_backend
+
+        save = get_backend(to).save_native
     with atomic_output(out) as tmp:
-        backend.save_native(native, tmp)
+        save(native, tmp)
     return out

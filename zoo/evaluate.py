@@ -11,7 +11,6 @@ file (``relative/path label`` per line, paths relative to the list file's direct
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -70,9 +69,8 @@ def preprocess(path: Path, pre: Preprocessing) -> np.ndarray:
 
 def run_eval_job(framework: str, job: dict) -> None:
     """Worker command ``eval``: writes a JSON result (and optionally the predictions)."""
-    from tqdm import tqdm
-
     from .frameworks._common import job_spec, runner_class
+    from .progress import progress
 
     _, spec = job_spec(job)
     pre = Preprocessing(**job["preprocessing"])
@@ -85,7 +83,7 @@ def run_eval_job(framework: str, job: dict) -> None:
     top1 = top5 = 0
     predictions, infer_seconds = [], 0.0
     wall = time.perf_counter()
-    with tqdm(total=len(samples), unit="img", file=sys.stderr, desc=f"eval {framework}", disable=None) as bar:
+    with progress(len(samples), f"eval {framework}") as bar:
         for start in range(0, len(samples), batch_size):
             chunk = samples[start:start + batch_size]
             batch = np.stack([preprocess(p, pre) for p, _ in chunk])
@@ -110,6 +108,29 @@ def run_eval_job(framework: str, job: dict) -> None:
     Path(job["output"]).write_text(json.dumps(result))
 
 
+def _model_of(name: str | None, weights: str | None):
+    """(label, spec, registered variant or None): a name, a JSON spec file, or — without a name —
+    the checkpoint itself, identified exactly as ``zoo convert`` identifies it."""
+    from .spec import Res2NetSpec, get_variant, resolve_name
+
+    if name is not None and name.endswith(".json") and Path(name).is_file():
+        try:
+            return Path(name).stem, Res2NetSpec.from_json(Path(name).read_text()), None
+        except ValueError as exc:
+            raise UsageError(f"{name}: {exc}") from None
+    if name is not None:
+        variant = get_variant(name)
+        return variant.name, variant.spec, variant
+    if not weights:
+        raise UsageError("give a model NAME, or --weights to identify it from")
+    from .convert import identify_model
+    from .converters.read import read_raw
+    from .spec import VARIANTS
+
+    label, spec = identify_model(read_raw(weights), Path(weights), None)
+    return label, spec, VARIANTS.get(label)
+
+
 def evaluate(name: str | None, framework: str, data: str | Path, *, weights: str | None = None,
              source: str = "official", device: str = "cpu", mode: str | None = None, batch_size: int = 32,
              limit: int | None = None, image_size: int | None = None, predictions: str | None = None) -> dict:
@@ -117,31 +138,21 @@ def evaluate(name: str | None, framework: str, data: str | Path, *, weights: str
     import dataclasses
     import tempfile
 
-    from .converters.read import RawState, read_safetensors
-    from .convert import identify_model
-    from .frameworks import resolve_framework
-    from .spec import get_variant, resolve_name
-    from .worker import run_worker
+    from .errors import CheckpointFormatError
+    from .frameworks import check_device, check_mode, resolve_framework
+    from .worker import require_installed, run_worker
 
     fw = resolve_framework(framework).name
-    list_samples(data)  # fail here, before a worker starts, when the data is unusable
-    if name is not None and name.endswith(".json") and Path(name).is_file():
-        from .spec import Res2NetSpec
-
-        try:
-            label, spec, variant = Path(name).stem, Res2NetSpec.from_json(Path(name).read_text()), None
-        except ValueError as exc:
-            raise UsageError(f"{name}: {exc}") from None
-    elif name is None:
-        if not weights:
-            raise UsageError("give a model NAME or --weights whose metadata names it")
-        fmt_raw = read_safetensors(Path(weights)) if Path(weights).suffix == ".safetensors" else RawState({}, "torch")
-        label, spec = identify_model(fmt_raw, Path(weights), None)
-        variant = None
-    else:
-        label = resolve_name(name)
-        variant = get_variant(label)
-        spec = variant.spec
+    # Everything that can be refused is refused before any weights are fetched or images read.
+    require_installed(fw)
+    mode = check_mode(fw, mode)
+    if weights and not Path(weights).is_file():
+        raise CheckpointFormatError(f"{weights}: no such file")
+    if batch_size < 1 or (limit is not None and limit < 1):
+        raise UsageError("--batch-size and --limit must be at least 1")
+    list_samples(data)
+    check_device(fw, device)
+    label, spec, variant = _model_of(name, weights)
     pre = variant.preprocessing if variant else Preprocessing()
     if image_size:
         pre = dataclasses.replace(pre, input_size=image_size)
@@ -160,5 +171,5 @@ def evaluate(name: str | None, framework: str, data: str | Path, *, weights: str
         run_worker(fw, "eval", str(Path(tmp) / "job.json"))
         result = json.loads(out.read_text())
     published = variant.published if variant else None
-    return {"model": label, **result, "published_top1": published.top1 if published else None,
+    return {"model": label, "mode": mode, **result, "published_top1": published.top1 if published else None,
             "published_top5": published.top5 if published else None}

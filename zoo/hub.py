@@ -178,15 +178,14 @@ def _cached(home: Path, src: Source) -> Path | None:
 
 def _copy_local(src: Source, path: Path, part: Path) -> None:
     """A mirror on a mounted share: copied into the cache like a download, then checked."""
-    from tqdm import tqdm
+    from .progress import progress
 
     if not path.is_file():
         raise DownloadError(f"mirror file {path} for {src.model} does not exist or is not a file; "
                             "check the sources manifest (ZOO_SOURCES)")
     try:
-        with path.open("rb") as f, part.open("wb") as out, tqdm(
-                total=path.stat().st_size, unit="B", unit_scale=True, file=sys.stderr, desc=path.name[:40],
-                disable=None) as bar:
+        with path.open("rb") as f, part.open("wb") as out, progress(
+                path.stat().st_size, path.name[:40], unit="B", unit_scale=True) as bar:
             for chunk in iter(lambda: f.read(_CHUNK), b""):
                 out.write(chunk)
                 bar.update(len(chunk))
@@ -198,7 +197,8 @@ def _copy_local(src: Source, path: Path, part: Path) -> None:
 def _transfer(src: Source, part: Path) -> None:
     """Stream ``src.url`` into ``part``, resuming what is there; retries dropped connections."""
     import requests
-    from tqdm import tqdm
+
+    from .progress import progress
 
     path = src.local_path
     if path is not None:
@@ -219,9 +219,8 @@ def _transfer(src: Source, part: Path) -> None:
                     have = 0  # the server ignored the Range: start over
                 length = resp.headers.get("Content-Length")
                 total = have + int(length) if length is not None else None
-                with part.open("ab" if have else "wb") as f, tqdm(
-                        total=total, initial=have, unit="B", unit_scale=True, file=sys.stderr,
-                        desc=src.url.rsplit("/", 1)[-1][:40], disable=None) as bar:
+                with part.open("ab" if have else "wb") as f, progress(
+                        total, src.url.rsplit("/", 1)[-1][:40], unit="B", unit_scale=True, initial=have) as bar:
                     for chunk in resp.iter_content(_CHUNK):
                         f.write(chunk)
                         bar.update(len(chunk))
@@ -302,7 +301,7 @@ def fetch(name: str, framework: str | None = None, *, source: str = "official",
     when ``framework`` is None."""
     from filelock import FileLock
 
-    from .convert import EXTENSIONS, convert
+    from .convert import EXTENSIONS, IN_PROCESS, convert
     from .frameworks import resolve_framework
     from .worker import require_installed
 
@@ -310,7 +309,7 @@ def fetch(name: str, framework: str | None = None, *, source: str = "official",
     fw = None
     if framework is not None:
         fw = "safetensors" if framework.lower() == "safetensors" else resolve_framework(framework).name
-        if fw != "safetensors":
+        if fw not in IN_PROCESS:
             require_installed(fw)  # before a download that could not be used
     src = resolve_source(name, source, sources_file)
     blob = download(src)

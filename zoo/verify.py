@@ -32,10 +32,14 @@ class Comparison:
     framework: str
     weights: str
     image_size: int
+    device: str = "cpu"
+    mode: str = ""
+    reference: str = "torch (cpu, eager, fp32)"
     stages: list[dict] = field(default_factory=list)   # module, max_abs, rel
     logits_max_abs: float = 0.0
     logits_rel: float = 0.0
     top1_agreement: float = 0.0
+    first_stage_over: str | None = None   # where the port first leaves the limit
     passed: bool = False
 
 
@@ -60,12 +64,21 @@ def _log(message: str) -> None:
 def verify(framework: str, models: list[str] | None = None, *, weights: str | None = None, device: str = "cpu",
            mode: str | None = None, tolerance: float = DEFAULT_TOLERANCE, image_size: int | None = None,
            batch: int = 2) -> list[Comparison]:
+    from .errors import CheckpointFormatError, UsageError
+    from .frameworks import check_device, check_mode
+    from .worker import require_installed
+
     fw = resolve_framework(framework).name
     names = [resolve_name(m) for m in models] if models else [v.name for v in list_variants()]
     if weights and len(names) != 1:
-        from .errors import UsageError
-
-        raise UsageError("--weights belongs to one model: give exactly one --model with it")
+        raise UsageError("--weights belongs to one model: give exactly one model with it")
+    if weights and not Path(weights).is_file():
+        raise CheckpointFormatError(f"{weights}: no such file")
+    # Everything that can be refused is refused before any weights or references are computed.
+    require_installed("torch")  # the reference
+    require_installed(fw)
+    mode = check_mode(fw, mode)
+    check_device(fw, device)
     results = []
     with tempfile.TemporaryDirectory(prefix="zoo-verify-") as tmp:
         d = Path(tmp)
@@ -99,18 +112,20 @@ def verify(framework: str, models: list[str] | None = None, *, weights: str | No
         _log(f"zoo verify: torch reference for {len(names)} model(s)")
         (d / "reference.json").write_text(json.dumps(reference_jobs))
         run_worker("torch", "logits", str(d / "reference.json"))
-        _log(f"zoo verify: {fw} on {device}" + (f" ({mode})" if mode else ""))
+        _log(f"zoo verify: {fw} on {device} ({mode}) for {len(names)} model(s)")
         (d / "candidate.json").write_text(json.dumps(candidate_jobs))
         run_worker(fw, "logits", str(d / "candidate.json"))
         for name in names:
             ref, cand = np.load(d / f"{name}-ref.npz"), np.load(d / f"{name}-cand.npz")
-            result = Comparison(name, fw, labels[name], sizes[name])
+            result = Comparison(name, fw, labels[name], sizes[name], device, mode)
             for i, info in enumerate(feature_info(get_spec(name))):
                 max_abs, rel = relative(cand[f"feature{i}"], ref[f"feature{i}"])
                 result.stages.append({"module": info.module, "max_abs": max_abs, "rel": rel})
             result.logits_max_abs, result.logits_rel = relative(cand["logits"], ref["logits"])
             result.top1_agreement = float((cand["logits"].argmax(1) == ref["logits"].argmax(1)).mean())
-            result.passed = result.logits_rel <= tolerance and all(s["rel"] <= tolerance for s in result.stages)
+            over = [s["module"] for s in result.stages if s["rel"] > tolerance]
+            result.first_stage_over = over[0] if over else ("logits" if result.logits_rel > tolerance else None)
+            result.passed = result.first_stage_over is None
             results.append(result)
     return results
 
@@ -120,14 +135,27 @@ def as_json(results: list[Comparison]) -> str:
 
 
 def as_table(results: list[Comparison], tolerance: float) -> str:
-    header = (f"{'model':24} {'framework':9} {'weights':22} {'px':>4} {'worst stage rel':>16} "
-              f"{'logits max|d|':>13} {'logits rel':>10} {'top-1':>6}  result")
-    lines = [header, "-" * len(header)]
+    """The report, readable on its own: what was compared with what, the limit beside the figures
+    it applies to, and for a failure the first stage that leaves the limit (where the port goes
+    wrong; later stages only inherit the difference)."""
+    if not results:
+        return "no models verified"
+    first = results[0]
+    columns = [("model", 24, "<"), ("weights", 22, "<"), ("px", 4, ">"), (f"worst stage rel (<= {tolerance:g})", 28, ">"),
+               (f"logits rel (<= {tolerance:g})", 21, ">"), ("top-1 same", 10, ">"), ("first over limit", 16, "<"),
+               ("result", 6, "<")]
+    header = "  ".join(f"{title:{align}{width}}" for title, width, align in columns)
+    lines = [f"{first.framework} on {first.device} ({first.mode}) against the reference {first.reference}, "
+             "same weights, same input", header, "-" * len(header)]
     for r in results:
         worst = max(r.stages, key=lambda s: s["rel"])
-        lines.append(f"{r.model:24} {r.framework:9} {r.weights[:22]:22} {r.image_size:>4} "
-                     f"{worst['rel']:9.2e} {worst['module'][:6]:>6} {r.logits_max_abs:13.2e} {r.logits_rel:10.2e} "
-                     f"{r.top1_agreement:6.0%}  {'PASS' if r.passed else 'FAIL'}")
+        cells = [r.model, r.weights[:22], str(r.image_size), f"{worst['rel']:.2e} at {worst['module']}",
+                 f"{r.logits_rel:.2e}", f"{r.top1_agreement:.0%}", r.first_stage_over or "-",
+                 "PASS" if r.passed else "FAIL"]
+        lines.append("  ".join(f"{c:{align}{width}}" for c, (_, width, align) in zip(cells, columns)).rstrip())
     passed = sum(r.passed for r in results)
-    lines.append(f"{passed}/{len(results)} passed (limit: max|d| / max(1, max|ref|) <= {tolerance:g})")
+    lines += [f"{passed}/{len(results)} passed",
+              "rel = max|candidate - reference| / max(1, max|reference|), for every stage output (C1..C5) and the "
+              "logits; the limit applies to each.",
+              "top-1 same = share of the test inputs whose predicted class is the same in both."]
     return "\n".join(lines)

@@ -24,6 +24,7 @@ class Framework:
     import_name: str       # the top-level module of the framework itself
     extra: str             # pip extra of res2net-zoo that installs it
     aliases: tuple[str, ...] = ()
+    modes: tuple[str, ...] = ()   # execution modes of verify/eval, the default first
 
     @property
     def backend_module(self) -> str:
@@ -34,11 +35,12 @@ class Framework:
 
 
 FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (
-    Framework("torch", "torch", "torch", ("pytorch", "pt")),
-    Framework("paddle", "paddle", "paddle", ("paddlepaddle", "pd")),
-    Framework("mindspore", "mindspore", "mindspore", ("ms",)),
-    Framework("jittor", "jittor", "jittor", ("jt",)),
+    Framework("torch", "torch", "torch", ("pytorch", "pt"), ("eager",)),
+    Framework("paddle", "paddle", "paddle", ("paddlepaddle", "pd"), ("dynamic", "to_static")),
+    Framework("mindspore", "mindspore", "mindspore", ("ms",), ("pynative", "graph")),
+    Framework("jittor", "jittor", "jittor", ("jt",), ("lazy", "eager")),
 )}
+DEVICES = ("cpu", "gpu", "ascend")
 
 _ALIASES = {a: f.name for f in FRAMEWORKS.values() for a in f.aliases}
 
@@ -51,6 +53,38 @@ def resolve_framework(name: str) -> Framework:
     close = difflib.get_close_matches(key, sorted(set(FRAMEWORKS) | set(_ALIASES)), n=2, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise UnknownNameError(f"unknown framework {name!r}{hint} (available: {', '.join(FRAMEWORKS)})")
+
+
+def check_mode(framework: str, mode: str | None) -> str:
+    """The execution mode to use (the framework's default for None); an unknown one is refused."""
+    from ..errors import UsageError
+
+    fw = resolve_framework(framework)
+    if mode is None:
+        return fw.modes[0]
+    if mode not in fw.modes:
+        raise UsageError(f"{fw.name} has no mode {mode!r}; its modes: {', '.join(fw.modes)}")
+    return mode
+
+
+def check_device(framework: str, device: str) -> None:
+    """Refuse a device this machine lacks before any work starts: without the device node at
+    once, otherwise by asking the framework in a worker (its import, a few seconds)."""
+    import glob
+
+    from ..errors import UsageError
+
+    if device not in DEVICES:
+        raise UsageError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
+    if device == "cpu":
+        return
+    node = {"gpu": "/dev/nvidia[0-9]*", "ascend": "/dev/davinci[0-9]*"}[device]
+    if not glob.glob(node):
+        raise UsageError(f"--device {device}: this machine has no {'CUDA' if device == 'gpu' else 'Ascend'} "
+                         "device; use --device cpu")
+    from ..worker import run_worker
+
+    run_worker(framework, "probe", device)
 
 
 def get_backend(name: str) -> ModuleType:

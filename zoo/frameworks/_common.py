@@ -27,10 +27,14 @@ def runner_class(framework: str):
 def run_jobs(framework: str, jobs: list[dict]) -> None:
     """Worker command ``logits``: each job runs one model on one ``.npy`` batch and saves the
     logits (``.npy``), or with ``features`` every stage output too (``.npz``)."""
+    from ..progress import say
+
     runner_cls = runner_class(framework)
-    for job in jobs:
+    for i, job in enumerate(jobs, 1):
         runner = runner_cls(job.get("device", "cpu"), job.get("mode"))
-        _, spec = job_spec(job)
+        label, spec = job_spec(job)
+        if len(jobs) > 1:
+            say(f"{framework}: {label} ({i}/{len(jobs)})")
         batch = np.load(job["input"])
         logits = runner(runner.load(spec, job.get("weights")), batch)
         if job.get("features"):

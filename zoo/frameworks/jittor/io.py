@@ -33,27 +33,8 @@ def load_weights(model, path: str | Path, *, reset_head: bool = False, model_nam
 # --- worker commands (see zoo.worker) ---------------------------------------------------------
 
 
-_TRAILER = b"HCAJSLHD"
-
-
-class _HashingWriter:
-    def __init__(self, f, digest):
-        self.f, self.digest = f, digest
-
-    def write(self, data):
-        self.digest.update(data)
-        return self.f.write(data)
-
-
 def save_native(native: dict, path) -> None:
-    """Jittor's file format, as jt.save writes it: a protocol-4 pickle of the state dict, its
-    sha1, and a marker; jt.load and load_parameters read it back. Written as a stream: jt.save
-    builds the whole pickle in memory and then copies it once more to append the checksum."""
-    import hashlib
+    """Jittor's file format, written by numpy (converters/native_files.py)."""
+    from ...converters.native_files import write_jittor_pkl
 
-    from ...converters.safe_pickle import dump_numpy_pickle
-
-    digest = hashlib.sha1()
-    with open(path, "wb") as f:
-        dump_numpy_pickle(native, _HashingWriter(f, digest))
-        f.write(digest.digest() + _TRAILER)
+    write_jittor_pkl(native, path)

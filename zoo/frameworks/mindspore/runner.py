@@ -10,7 +10,6 @@ _TARGETS = {"cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}
 
 class Runner:
     framework = "mindspore"
-    modes = ("pynative", "graph")
 
     def __init__(self, device: str = "cpu", mode: str | None = None):
         ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)

@@ -1,8 +1,9 @@
 """Paddle checkpoint files in and out.
 
 ``.pdparams`` is a pickle: it is read with zoo's numpy-only unpickler, never with
-``paddle.load`` on an untrusted file. Our own ``.pdparams`` are written with ``paddle.save`` so
-``paddle.load`` + ``set_state_dict`` take them with nothing missing or unexpected.
+``paddle.load`` on an untrusted file. Our own ``.pdparams`` are the pickle ``paddle.save`` writes
+(converters/native_files.py), so ``paddle.load`` + ``set_state_dict`` take them with nothing missing
+or unexpected.
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ def load_state(model, state: dict, *, reset_head: bool = False, model_name: str 
     """Load a canonical state (official names, torch layouts) strictly."""
     native = checked_native_state(model, state, FRAMEWORK, reset_head=reset_head, model_name=model_name,
                                   allow_non_finite=allow_non_finite)
-    model.set_state_dict({k: paddle.to_tensor(v) for k, v in native.items()})
+    tensors = {k: paddle.to_tensor(v) for k, v in native.items()}
+    # A new head keeps its fresh initialisation: hand it back to set_state_dict, which would
+    # otherwise warn "Skip loading for fc.weight" about a head left out on purpose.
+    tensors.update({k: v for k, v in model.state_dict().items() if k not in tensors})
+    model.set_state_dict(tensors)
 
 
 def load_weights(model, path: str | Path, *, reset_head: bool = False, model_name: str = "",
@@ -36,11 +41,7 @@ def load_weights(model, path: str | Path, *, reset_head: bool = False, model_nam
 
 
 def save_native(native: dict, path) -> None:
-    """The .pdparams format: the protocol-4 pickle of name -> ndarray that paddle.save writes
-    for a state dict, which paddle.load + set_state_dict read back. Written here rather than by
-    paddle.save, which copies the dict and keeps every array's bytes alive while pickling
-    (twice the file in memory)."""
-    from ...converters.safe_pickle import dump_numpy_pickle
+    """The .pdparams format, written by numpy (converters/native_files.py)."""
+    from ...converters.native_files import write_pdparams
 
-    with open(path, "wb") as f:
-        dump_numpy_pickle(native, f)
+    write_pdparams(native, path)

@@ -10,7 +10,6 @@ from ...errors import UsageError
 
 class Runner:
     framework = "paddle"
-    modes = ("dynamic", "to_static")
 
     def __init__(self, device: str = "cpu", mode: str | None = None):
         if device == "gpu" and not paddle.device.is_compiled_with_cuda():

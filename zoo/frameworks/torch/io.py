@@ -71,8 +71,12 @@ def calibrate_jobs(jobs: list[dict]) -> None:
     from .._common import job_spec
     from .calibrate import realistic_model
 
-    for job in jobs:
+    from ...progress import say
+
+    for i, job in enumerate(jobs, 1):
         label, spec = job_spec(job)
+        if len(jobs) > 1:
+            say(f"realistic random weights: {label} ({i}/{len(jobs)})")
         model = realistic_model(spec, seed=job.get("seed", 0), image_size=job.get("size", 64))
         state = {k: v.numpy().copy() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
         save_file(state, job["out"], metadata={"zoo.model": label, "zoo.spec": spec.to_json(),

@@ -10,7 +10,6 @@ from ...errors import UsageError
 
 class Runner:
     framework = "torch"
-    modes = ("eager",)
 
     def __init__(self, device: str = "cpu", mode: str | None = None):
         if device == "gpu" and not torch.cuda.is_available():

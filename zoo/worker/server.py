@@ -1,0 +1,84 @@
+"""Server side: the worker process, ``python -m zoo.worker FRAMEWORK COMMAND ARGS``.
+
+    convert JOB.json      any checkpoint -> this framework's file
+    logits JOBS.json      run models on .npy inputs
+    eval JOB.json         ImageNet-style evaluation
+    calibrate JOBS.json   realistic random weights (torch)
+    probe DEVICE [MODE]   check that the framework can run there, before any work starts
+
+The outcome goes to the JSON file named by ``ZOO_WORKER_RESULT`` (see client.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+
+from .. import errors
+from .client import RESULT_ENV
+
+
+def _run(argv: list[str]) -> None:
+    from ..frameworks import get_backend
+
+    framework, command, *args = argv
+    if command == "convert":
+        from ..convert import convert_here
+
+        with open(args[0]) as f:
+            convert_here(**json.load(f))
+    elif command == "logits":
+        from ..frameworks._common import run_jobs
+
+        with open(args[0]) as f:
+            run_jobs(framework, json.load(f))
+    elif command == "eval":
+        from ..evaluate import run_eval_job
+
+        with open(args[0]) as f:
+            run_eval_job(framework, json.load(f))
+    elif command == "calibrate":
+        with open(args[0]) as f:
+            get_backend(framework).calibrate_jobs(json.load(f))
+    elif command == "probe":
+        from ..frameworks._common import runner_class
+
+        runner_class(framework)(args[0], args[1] if len(args) > 1 else None)
+    else:
+        raise errors.UsageError(f"unknown worker command {command!r}")
+
+
+def _report(outcome: dict) -> None:
+    path = os.environ.get(RESULT_ENV)
+    if path:
+        with open(path, "w") as f:
+            json.dump(outcome, f)
+
+
+def main() -> None:
+    import multiprocessing
+
+    from ..atomic import terminate_on_sigterm
+
+    # Jittor forks a pool of compiler processes at every import; a fork taken while other
+    # threads hold locks can leave a child deadlocked (seen here: a worker hung for good).
+    # Spawned children start clean. Only zoo's own worker processes are changed this way.
+    multiprocessing.set_start_method("spawn", force=True)
+    terminate_on_sigterm()
+    try:
+        _run(sys.argv[1:])
+    except errors.ZooError as exc:
+        _report({"classes": [c.__name__ for c in type(exc).__mro__ if c.__module__ == errors.__name__],
+                 "message": str(exc),
+                 "traceback": traceback.format_exc() if os.environ.get("ZOO_DEBUG") == "1" else None})
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # a bug, or a framework failing in its own way
+        text = str(exc).strip().splitlines()
+        _report({"classes": [], "message": f"{type(exc).__name__}: {text[0] if text else ''}"[:300],
+                 "traceback": traceback.format_exc()})
+        raise
+    _report({"classes": [], "message": ""})

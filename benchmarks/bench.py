@@ -318,7 +318,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--json", default=str(HERE.parent / "results.json"))
-    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true",
+                        help="Keep the throughput rows of the existing results file (marked with their date).")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -337,6 +338,16 @@ def main() -> int:
             if "ours" in r:
                 r["ratio"] = r["ours"] / r["peer_ips"]
         report["throughput"] = rows
+    else:
+        try:
+            previous = json.loads(Path(args.json).read_text())
+            report["throughput"] = previous.get("throughput", [])
+            report["throughput_date"] = previous.get("throughput_date", previous.get("date"))
+            print(f"Inference throughput: kept from the run of {report['throughput_date']}\n")
+        except (OSError, ValueError):
+            pass
+    if not args.skip_throughput:
+        rows = report["throughput"]
         print("Inference throughput, images/s (fp32, CPU, 224x224, median)")
         print(_table([r for r in rows if "ours" in r], [
             ("framework", "framework", ""), ("model", "model", ""), ("batch", "batch", "d"), ("ours", "ours", ".2f"),

@@ -25,6 +25,13 @@ from .reference import PARITY_LIMIT, relative_diff
 TARGETS = ("torch", "paddle", "mindspore", "jittor")
 
 
+def bn_affine(rng, shape, branch_end: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Random BatchNorm scale and shift: the residual branch's last BN small, as trained nets keep
+    it (the residual stream stays bounded), the others near 1."""
+    low, high = (0.05, 0.3) if branch_end else (0.6, 1.4)
+    return (rng.uniform(low, high, shape).astype(np.float32), rng.normal(0, 0.2, shape).astype(np.float32))
+
+
 def convert(src: Path, to: str, out: Path) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, "-m", "zoo.cli", "convert", str(src), "--to", to, "-o", str(out)],
                             capture_output=True, text=True, timeout=900, env=os.environ.copy())
@@ -87,10 +94,9 @@ def test_paddleclas_checkpoint_converts_to_every_framework(factory, expected, tm
     norms = [layer for layer in model.sublayers() if isinstance(layer, paddle.nn.BatchNorm)]
     for name, layer in model.named_sublayers():
         if isinstance(layer, paddle.nn.BatchNorm):
-            # the residual branch's last BN small, as trained nets keep it; the others near 1
-            low, high = (0.05, 0.3) if name.endswith("conv2._batch_norm") else (0.6, 1.4)
-            layer.weight.set_value(rng.uniform(low, high, layer.weight.shape).astype(np.float32))
-            layer.bias.set_value(rng.normal(0, 0.2, layer.bias.shape).astype(np.float32))
+            weight, bias = bn_affine(rng, layer.weight.shape, name.endswith("conv2._batch_norm"))
+            layer.weight.set_value(weight)
+            layer.bias.set_value(bias)
             layer._momentum = 0.0  # Paddle: running = momentum * running + (1 - momentum) * batch
     assert norms
     model.train()
@@ -130,9 +136,9 @@ def test_mindcv_checkpoint_converts_to_every_framework(factory, expected, classe
     rng = np.random.default_rng(0)
     for name, cell in model.cells_and_names():
         if isinstance(cell, ms.nn.BatchNorm2d):
-            low, high = (0.05, 0.3) if name.endswith("bn3") else (0.6, 1.4)
-            cell.gamma.set_data(ms.Tensor(rng.uniform(low, high, cell.gamma.shape).astype(np.float32)))
-            cell.beta.set_data(ms.Tensor(rng.normal(0, 0.2, cell.beta.shape).astype(np.float32)))
+            gamma, beta = bn_affine(rng, cell.gamma.shape, name.endswith("bn3"))
+            cell.gamma.set_data(ms.Tensor(gamma))
+            cell.beta.set_data(ms.Tensor(beta))
     model.set_train(True)  # momentum 0: the moving statistics become this batch's
     model(ms.Tensor(images(64, 4, seed=5)))
     model.set_train(False)
@@ -162,9 +168,9 @@ def test_jittor_models_checkpoint_converts_to_every_framework(tmp_path):
     rng = np.random.default_rng(0)
     for name, module in model.named_modules():
         if isinstance(module, jt.nn.BatchNorm):
-            low, high = (0.05, 0.3) if name.endswith("bn3") else (0.6, 1.4)
-            module.weight.assign(jt.array(rng.uniform(low, high, module.weight.shape).astype(np.float32)))
-            module.bias.assign(jt.array(rng.normal(0, 0.2, module.bias.shape).astype(np.float32)))
+            weight, bias = bn_affine(rng, module.weight.shape, name.endswith("bn3"))
+            module.weight.assign(jt.array(weight))
+            module.bias.assign(jt.array(bias))
             module.momentum = 1.0  # Jittor, like torch: running = (1 - m) * running + m * batch
     model.train()
     model(jt.array(images(64, 4, seed=5))).sync()

@@ -307,15 +307,28 @@ def eval_cmd(
     batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate the first N images only."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Crop size; default: the variant's."),
-    predictions: Optional[str] = typer.Option(None, "--predictions", help="Save the top-1 predictions (.npy)."),
+    predictions: Optional[str] = typer.Option(None, "--predictions", help="Save the top-1 predictions (.npy), in "
+                                                                          "dataset order."),
+    result_file: Optional[str] = typer.Option(None, "--result", help="Also write the result as JSON to this file "
+                                                                     "(one file per table cell; see README)."),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ):
-    """Top-1/top-5 and images/s on ImageNet-style data, with the published figure beside them."""
+    """Top-1/top-5 and images/s on ImageNet-style data, with the published figure beside them.
+
+    Under torchrun, paddle.distributed.launch or msrun each rank evaluates its own share of the
+    images; rank 0 alone reports."""
     from .evaluate import evaluate
 
     result = evaluate(_one_model(name, model, required=False), framework, data, weights=weights, source=source,
                       device=device, mode=mode, batch_size=batch_size, limit=limit, image_size=image_size,
                       predictions=predictions)
+    if result.get("rank", 0) != 0:  # other ranks print nothing but errors
+        return
+    if result_file:
+        from .atomic import atomic_output
+
+        with atomic_output(result_file) as tmp:
+            tmp.write_text(json.dumps(result, indent=2))
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

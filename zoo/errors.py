@@ -34,6 +34,11 @@ class NonFiniteError(CheckpointFormatError):
     pass
 
 
+class UnreadableImageError(ZooError):
+    """An evaluation image that cannot be decoded (exit 4, as an unreadable file)."""
+    exit_code = 4
+
+
 class CheckpointMismatchError(ZooError):
     exit_code = 5
 

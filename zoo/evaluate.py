@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import UnreadableImageError, UsageError
 from .spec import Preprocessing
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp"}
@@ -51,7 +51,13 @@ def preprocess(path: Path, pre: Preprocessing) -> np.ndarray:
     from PIL import Image
 
     resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[pre.interpolation]
-    with Image.open(path) as img:
+    try:
+        img = Image.open(path)
+        img.load()
+    except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+        raise UnreadableImageError(f"{path}: not a readable image ({type(exc).__name__}); "
+                                   "remove or replace it") from None
+    with img:
         img = img.convert("RGB")
         w, h = img.size
         target = pre.resize_size
@@ -68,7 +74,14 @@ def preprocess(path: Path, pre: Preprocessing) -> np.ndarray:
 
 
 def run_eval_job(framework: str, job: dict) -> None:
-    """Worker command ``eval``: writes a JSON result (and optionally the predictions)."""
+    """Worker command ``eval``: writes a JSON result (and optionally the predictions). Under a
+    launcher (zoo.distributed) each rank evaluates its own shard; counts are summed and the
+    predictions gathered in dataset order, and rank 0 alone writes the predictions."""
+    import importlib
+    import math
+
+    from .distributed import check, shard
+    from .frameworks import resolve_framework
     from .frameworks._common import job_spec, runner_class
     from .progress import progress
 
@@ -77,33 +90,64 @@ def run_eval_job(framework: str, job: dict) -> None:
     samples, _ = list_samples(job["data"])
     if job.get("limit"):
         samples = samples[: job["limit"]]
-    runner = runner_class(framework)(job.get("device", "cpu"), job.get("mode"))
+    launch = check(framework)
+    device = job.get("device", "cpu")
+    if launch is not None and launch.scheduler:
+        # Serve the ranks until they are done; MindSpore ends this process from inside init().
+        Path(job["output"]).write_text(json.dumps({"rank": -1}))
+        importlib.import_module(f"{resolve_framework(framework).backend_module}.collective").Collective(device)
+        return
+    runner = runner_class(framework)(device, job.get("mode"))
+    collective = None
+    if launch is not None:
+        module = importlib.import_module(f"{resolve_framework(framework).backend_module}.collective")
+        collective = module.Collective(device)
+    rank, world = (collective.rank, collective.world_size) if collective else (0, 1)
     model = runner.load(spec, job.get("weights"))
     batch_size = job.get("batch_size", 32)
+    n = len(samples)
+    begin, end = shard(n, rank, world)
+    mine = samples[begin:end]
+    # Every rank takes the same number of steps (the largest shard's), so the progress count can
+    # be summed at each step; a rank whose shard is done contributes nothing.
+    steps = math.ceil(math.ceil(n / world) / batch_size)
     top1 = top5 = 0
     predictions, infer_seconds = [], 0.0
     wall = time.perf_counter()
-    with progress(len(samples), f"eval {framework}") as bar:
-        for start in range(0, len(samples), batch_size):
-            chunk = samples[start:start + batch_size]
-            batch = np.stack([preprocess(p, pre) for p, _ in chunk])
-            labels = np.array([label for _, label in chunk])
-            t = time.perf_counter()
-            logits = runner(model, batch)
-            infer_seconds += time.perf_counter() - t
-            ranked = np.argsort(-logits, axis=1, kind="stable")[:, :5]
-            top1 += int((ranked[:, 0] == labels).sum())
-            top5 += int((ranked == labels[:, None]).any(axis=1).sum())
-            predictions.extend(int(i) for i in ranked[:, 0])
-            bar.update(len(chunk))
-    n = len(samples)
+    with progress(n, f"eval {framework}" + (f" ({world} ranks)" if world > 1 else ""), enabled=rank == 0) as bar:
+        for step in range(steps):
+            chunk = mine[step * batch_size:(step + 1) * batch_size]
+            if chunk:
+                batch = np.stack([preprocess(p, pre) for p, _ in chunk])
+                labels = np.array([label for _, label in chunk])
+                t = time.perf_counter()
+                logits = runner(model, batch)
+                infer_seconds += time.perf_counter() - t
+                ranked = np.argsort(-logits, axis=1, kind="stable")[:, :5]
+                top1 += int((ranked[:, 0] == labels).sum())
+                top5 += int((ranked == labels[:, None]).any(axis=1).sum())
+                predictions.extend(int(i) for i in ranked[:, 0])
+            bar.update(int(collective.sum([len(chunk)])[0]) if collective else len(chunk))
+    if collective:
+        total_top1, total_top5, images, seconds = collective.sum([top1, top5, len(mine), infer_seconds])
+        longest = math.ceil(n / world)
+        padded = np.full(longest, -1, np.int32)
+        padded[:len(predictions)] = predictions
+        rows = collective.gather(padded)
+        predictions = [int(p) for r in range(world) for p in rows[r][:shard(n, r, world)[1] - shard(n, r, world)[0]]]
+        collective.close()
+        infer_seconds = seconds / world  # the ranks ran side by side
+        top1, top5 = int(total_top1), int(total_top5)
+        if int(images) != n or len(predictions) != n:
+            raise RuntimeError(f"the ranks evaluated {int(images)} images and returned {len(predictions)} "
+                               f"predictions for {n}")
     result = {
-        "framework": framework, "device": job.get("device", "cpu"), "images": n,
+        "framework": framework, "device": device, "images": n, "world_size": world, "rank": rank,
         "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n,
         "images_per_s": n / infer_seconds if infer_seconds else None,
         "wall_s": time.perf_counter() - wall,
     }
-    if job.get("predictions"):
+    if job.get("predictions") and rank == 0:
         np.save(job["predictions"], np.array(predictions, dtype=np.int64))
     Path(job["output"]).write_text(json.dumps(result))
 
@@ -142,9 +186,12 @@ def evaluate(name: str | None, framework: str, data: str | Path, *, weights: str
     from .frameworks import check_device, check_mode, resolve_framework
     from .worker import require_installed, run_worker
 
+    from .distributed import check
+
     fw = resolve_framework(framework).name
     # Everything that can be refused is refused before any weights are fetched or images read.
     require_installed(fw)
+    check(fw)  # under a launcher, the framework's own
     mode = check_mode(fw, mode)
     if weights and not Path(weights).is_file():
         raise CheckpointFormatError(f"{weights}: no such file")
@@ -162,6 +209,11 @@ def evaluate(name: str | None, framework: str, data: str | Path, *, weights: str
         from .hub import fetch
 
         weights = str(fetch(label, fw, source=source))
+    if variant is not None:  # the classifier as the file has it (MindCV's factory default is 1001 classes)
+        from .convert import identify_model
+        from .converters.read import read_raw
+
+        spec = identify_model(read_raw(weights), Path(weights), label)[1]
     with tempfile.TemporaryDirectory(prefix="zoo-eval-") as tmp:
         out = Path(tmp) / "result.json"
         job = {"spec": spec.to_json(), "weights": str(weights), "data": str(data), "device": device, "mode": mode,

@@ -21,7 +21,7 @@ def _tty() -> bool:
 class _Lines:
     def __init__(self, total: int | None, desc: str, unit: str):
         self.total, self.desc, self.unit, self.n = total, desc, unit, 0
-        self.last, self.printed = time.monotonic(), False
+        self.last, self.shown = time.monotonic(), None  # the count of the last line printed
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -29,7 +29,7 @@ class _Lines:
             self._line()
 
     def _line(self) -> None:
-        self.last, self.printed = time.monotonic(), True
+        self.last, self.shown = time.monotonic(), self.n
         of = f"/{self.total}" if self.total else ""
         print(f"zoo: {self.desc} {self.n}{of} {self.unit}", file=sys.stderr, flush=True)
 
@@ -37,11 +37,25 @@ class _Lines:
         return self
 
     def __exit__(self, *exc) -> None:
-        if exc[0] is None and self.printed and self.n != self.total:  # a long run: say it finished
+        if exc[0] is None and self.shown is not None and self.shown != self.n:  # a long run: say where it ended
             self._line()
 
 
-def progress(total: int | None, desc: str, unit: str = "img", unit_scale: bool = False, initial: int = 0):
+class _Silent:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def progress(total: int | None, desc: str, unit: str = "img", unit_scale: bool = False, initial: int = 0,
+             enabled: bool = True):
+    if not enabled:  # e.g. ranks other than 0: one count is shown, not one per rank
+        return _Silent()
     if _tty():
         from tqdm import tqdm
 

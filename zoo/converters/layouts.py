@@ -81,14 +81,18 @@ def _paddleclas_block(m: re.Match, blocks: Mapping[str, BlockPlan]) -> str:
     return m[0]
 
 
+def _deep_stem(*names: str) -> tuple[tuple[str, str], ...]:
+    """Rules for the official deep stem conv1.{0,1,3,4,6} (conv, BN, conv, BN, conv): the peer's
+    module names in that order. Its last BN, bn1, is in _DEEP_STEM_BN."""
+    return tuple((rf"conv1\.{i}\.(\w+)", rf"{name}.\1") for i, name in zip((0, 1, 3, 4, 6), names))
+
+
 PADDLECLAS = Layout(
     "paddleclas",
     rules=(
         (r"conv1\.weight", "conv1._conv.weight"),
         (r"bn1\.(\w+)", r"conv1._batch_norm.\1"),
-        (r"conv1\.0\.(\w+)", r"conv1_1._conv.\1"), (r"conv1\.1\.(\w+)", r"conv1_1._batch_norm.\1"),
-        (r"conv1\.3\.(\w+)", r"conv1_2._conv.\1"), (r"conv1\.4\.(\w+)", r"conv1_2._batch_norm.\1"),
-        (r"conv1\.6\.(\w+)", r"conv1_3._conv.\1"),
+        *_deep_stem("conv1_1._conv", "conv1_1._batch_norm", "conv1_2._conv", "conv1_2._batch_norm", "conv1_3._conv"),
         (r"layer(?P<stage>\d)\.(?P<index>\d+)\.(?P<rest>.+)", _paddleclas_block),
         (r"fc\.(\w+)", r"out.\1"),
     ),
@@ -125,9 +129,7 @@ MINDCV = Layout(
 MMPRETRAIN = Layout(
     "mmpretrain",
     rules=(
-        (r"conv1\.0\.(\w+)", r"stem.0.conv.\1"), (r"conv1\.1\.(\w+)", r"stem.0.bn.\1"),
-        (r"conv1\.3\.(\w+)", r"stem.1.conv.\1"), (r"conv1\.4\.(\w+)", r"stem.1.bn.\1"),
-        (r"conv1\.6\.(\w+)", r"stem.2.conv.\1"),
+        *_deep_stem("stem.0.conv", "stem.0.bn", "stem.1.conv", "stem.1.bn", "stem.2.conv"),
         (r"fc\.(\w+)", r"head.fc.\1"),
     ),
     prefix="backbone.",
@@ -136,11 +138,7 @@ MMPRETRAIN = Layout(
 
 MMDET = Layout(
     "mmdet",
-    rules=(
-        (r"conv1\.0\.(\w+)", r"stem.0.\1"), (r"conv1\.1\.(\w+)", r"stem.1.\1"),
-        (r"conv1\.3\.(\w+)", r"stem.3.\1"), (r"conv1\.4\.(\w+)", r"stem.4.\1"),
-        (r"conv1\.6\.(\w+)", r"stem.6.\1"),
-    ),
+    rules=_deep_stem("stem.0", "stem.1", "stem.3", "stem.4", "stem.6"),
     # a detector's checkpoint: everything but the backbone is the detector's own
     ignored=("neck.", "rpn_head.", "roi_head.", "bbox_head.", "mask_head.", "decode_head.", "auxiliary_head.",
              "query_head.", "panoptic_head.", "data_preprocessor."),

@@ -1,0 +1,79 @@
+"""Scale-out evaluation under each framework's own launcher.
+
+``zoo eval`` run by ``torchrun``, ``python -m paddle.distributed.launch`` or ``msrun`` (Jittor:
+``mpirun``, where Jittor is built with MPI) finds its rank in the launcher's environment and
+evaluates a disjoint, contiguous shard of the dataset: rank r of W takes images
+``[r*n//W, (r+1)*n//W)``, so no image is dropped or counted twice whatever n is (distributed
+samplers pad the last shard with repeated images; that is not inherited). Counts are summed
+over the ranks and the predictions gathered in dataset order with the framework's own
+collectives (``collective.py`` of each backend); rank 0 alone reports.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import UsageError
+
+# launcher -> (framework, rank variable, world-size variable)
+_LAUNCHERS = (
+    ("torchrun", "torch", "RANK", "WORLD_SIZE"),
+    ("paddle.distributed.launch", "paddle", "PADDLE_TRAINER_ID", "PADDLE_TRAINERS_NUM"),
+    ("msrun", "mindspore", "RANK_ID", "RANK_SIZE"),
+    ("mpirun", "jittor", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+)
+
+
+@dataclass(frozen=True)
+class Launch:
+    launcher: str
+    framework: str
+    rank: int
+    world_size: int
+    # msrun also runs the command as the cluster's scheduler process: it serves the ranks and
+    # evaluates nothing
+    scheduler: bool = False
+
+
+def detect() -> Launch | None:
+    """The launcher this process runs under, if it started more than one rank."""
+    env = os.environ
+    for launcher, framework, rank_var, size_var in _LAUNCHERS:
+        if launcher == "msrun" and env.get("MS_ROLE") in ("MS_WORKER", "MS_SCHED"):
+            if env["MS_ROLE"] == "MS_SCHED":
+                return Launch(launcher, framework, -1, int(env.get("MS_WORKER_NUM", "1")), scheduler=True)
+            rank = env.get("RANK_ID", env.get("MS_NODE_ID", "0"))
+            size = env.get("RANK_SIZE", env.get("MS_WORKER_NUM", "1"))
+        elif rank_var in env and size_var in env:
+            rank, size = env[rank_var], env[size_var]
+        else:
+            continue
+        try:
+            launch = Launch(launcher, framework, int(rank), int(size))
+        except ValueError:
+            continue
+        return launch if launch.world_size > 1 else None
+    return None
+
+
+def check(framework: str) -> Launch | None:
+    """The launch for evaluating with ``framework``; each framework under its own launcher."""
+    import shutil
+
+    launch = detect()
+    if launch is not None and launch.framework == framework == "jittor" and shutil.which("mpicc") is None:
+        raise UsageError("Jittor has MPI support only where OpenMPI's mpicc is installed (apt-get install "
+                         "libopenmpi-dev), and there is none here: run zoo eval -f jittor without mpirun")
+    if launch is not None and launch.framework != framework:
+        own = next(name for name, fw, *_ in _LAUNCHERS if fw == framework)
+        raise UsageError(f"zoo eval -f {framework} runs under {own}, not {launch.launcher} "
+                         f"(found its rank variables); start it with {own}")
+    return launch
+
+
+def shard(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """[begin, end) of rank's contiguous share of n items; shares differ by at most one."""
+    return rank * n // world_size, (rank + 1) * n // world_size
+
+

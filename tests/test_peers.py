@@ -115,6 +115,17 @@ def test_paddleclas_checkpoint_converts_to_every_framework(factory, expected, tm
     ours.eval()
     assert relative_diff(ours(paddle.to_tensor(x)).numpy(), reference) <= PARITY_LIMIT
     check_everywhere(checkpoint, "paddle", expected, x, reference, tmp_path)
+    # The same file as the registered PaddleClas source, from a mirror
+    sources = tmp_path / "sources.json"
+    sources.write_text(json.dumps({expected: {"url": checkpoint.as_uri()}}))
+    fetched = subprocess.run([sys.executable, "-m", "zoo.cli", "download", expected, "-f", "torch"], capture_output=True,
+                             text=True, timeout=900,
+                             env={**os.environ, "ZOO_HOME": str(tmp_path / "home"), "ZOO_SOURCES": str(sources)})
+    assert fetched.returncode == 0, fetched.stderr
+    from zoo.spec import get_spec
+
+    native = Path(fetched.stdout.strip().splitlines()[-1])
+    assert relative_diff(logits_in("torch", get_spec(expected).to_json(), native, x, tmp_path), reference) <= PARITY_LIMIT
 
 
 # --- MindCV ---------------------------------------------------------------------------------------

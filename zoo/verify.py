@@ -155,7 +155,7 @@ def as_table(results: list[Comparison], tolerance: float) -> str:
         lines.append("  ".join(f"{c:{align}{width}}" for c, (_, width, align) in zip(cells, columns)).rstrip())
     passed = sum(r.passed for r in results)
     lines += [f"{passed}/{len(results)} passed",
-              "rel = max|candidate - reference| / max(1, max|reference|), for every stage output (C1..C5) and the "
+              "rel = max|candidate - reference| / max(1, max|reference|), for every stage output (features_only) and the "
               "logits; the limit applies to each.",
               "top-1 same = share of the test inputs whose predicted class is the same in both."]
     return "\n".join(lines)

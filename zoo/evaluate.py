@@ -155,7 +155,7 @@ def run_eval_job(framework: str, job: dict) -> None:
 def _model_of(name: str | None, weights: str | None):
     """(label, spec, registered variant or None): a name, a JSON spec file, or — without a name —
     the checkpoint itself, identified exactly as ``zoo convert`` identifies it."""
-    from .spec import Res2NetSpec, get_variant, resolve_name
+    from .spec import Res2NetSpec, get_variant
 
     if name is not None and name.endswith(".json") and Path(name).is_file():
         try:

@@ -8,7 +8,7 @@ Cache layout under ``$ZOO_HOME`` (default: the platform's user cache dir, ``res2
     native/<framework>/<digest>/<model><ext> the download converted once, keyed by its checksum
     locks/<key>.lock                         one lock per file: concurrent processes share a transfer
 
-The transfer uses requests (streaming, Range) under filelock with a tqdm progress bar on stderr.
+The transfer uses requests (streaming, Range) under filelock, with progress on stderr (zoo.progress).
 pooch was the first choice but cannot resume an interrupted transfer or lock a file across
 processes; huggingface_hub does both but only for files of hub repositories, while the official
 release serves plain URLs. Nothing enters ``blobs/`` before its size and checksum are verified,

@@ -6,7 +6,7 @@ import struct
 from pathlib import Path
 
 from ..errors import CheckpointFormatError
-from .torch_legacy import HEADER as _TORCH_LEGACY_HEADER, is_legacy_torch
+from .torch_legacy import is_legacy_torch
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _HEAD_BYTES = 4096

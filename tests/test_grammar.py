@@ -159,3 +159,20 @@ def test_eval_identifies_the_checkpoint_and_shows_progress(weights, images, tmp_
     assert row["mode"] == "dynamic"
     assert "eval paddle" in result.stderr and "4/4" in result.stderr  # the worker's progress bar, relayed
     assert "Skip loading" not in result.stderr
+
+
+def test_a_worker_that_fails_after_finishing_its_work_still_succeeds(tmp_path, monkeypatch):
+    """The outcome file, not the exit status, says whether the work was done: a framework that
+    fails during interpreter shutdown (Jittor's compiler pool has) does not undo finished work;
+    a worker that stops before reporting is still an error."""
+    from zoo.errors import ZooError
+    from zoo.worker import run_worker
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import atexit, os\natexit.register(lambda: os._exit(3))\n")
+    monkeypatch.setenv("PYTHONPATH", f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    run_worker("torch", "probe", "cpu")  # exits 3 after reporting: accepted
+    (site / "sitecustomize.py").write_text("import os\nos._exit(3)\n")  # gone before any work
+    with pytest.raises(ZooError, match="torch worker failed: exit code 3"):
+        run_worker("torch", "probe", "cpu")

@@ -57,10 +57,11 @@ def _from_file_name(path: Path) -> str | None:
 def _with_file_head(raw: RawState, spec: Res2NetSpec) -> Res2NetSpec:
     """``spec`` with the classifier the file has: another class count (MindCV's factory default is
     1001), or none (a detection backbone)."""
-    head = canonical_state(raw, spec).get("fc.weight")
+    state = canonical_state(raw, spec)
+    head = state.get("fc.weight")
     if head is not None and head.shape[0] != spec.num_classes:
         return spec.replace(num_classes=int(head.shape[0]))
-    if head is None and spec.num_classes and not any(k.startswith("fc.") for k in canonical_state(raw, spec)):
+    if head is None and spec.num_classes and not any(k.startswith("fc.") for k in state):
         return spec.replace(num_classes=0)
     return spec
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import tempfile
 from pathlib import Path
@@ -48,7 +49,10 @@ def sweep_stale_partials(directory: Path) -> None:
         m = _PARTIAL.match(entry.name)
         if m and not _alive(int(m.group(1))):
             with contextlib.suppress(OSError):
-                entry.unlink()
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
 
 
 def terminate_on_sigterm() -> None:
@@ -87,3 +91,38 @@ def atomic_output(path: str | Path):
         text = str(exc).strip()
         reason = getattr(exc, "strerror", None) or (text.splitlines()[0] if text else type(exc).__name__)
         raise OutputError(f"{path}: writing failed ({reason}); nothing was written") from exc
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path):
+    """Yield an empty temporary directory beside ``path``; on success it takes the place of
+    ``path`` (a previous directory there is moved aside first and removed after)."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise OutputError(f"{path}: the directory {directory} does not exist; create it first")
+    sweep_stale_partials(directory)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.zoo-{os.getpid()}-", suffix=".partial", dir=directory))
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write in {directory} ({exc.strerror})") from exc
+    old = None
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.zoo-{os.getpid()}-", suffix=".partial",
+                                        dir=directory))
+            os.replace(path, old / "previous")
+        os.replace(tmp, path)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and (old / "previous").exists() and not path.exists():
+            os.replace(old / "previous", path)  # put the previous export back
+        if isinstance(exc, (ZooError, KeyboardInterrupt, SystemExit)):
+            raise
+        raise OutputError(f"{path}: writing failed ({getattr(exc, 'strerror', None) or exc}); "
+                          "nothing was written") from exc
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

@@ -117,8 +117,8 @@ def _info(v: zspec.Variant) -> dict:
 # ``-f/--framework`` wherever a framework is chosen; the same meaning of --weights, --source,
 # --sources, --device, --mode and --json everywhere.
 _MODEL_HELP = "Variant name or alias (also accepted as -m/--model)."
-_MODES_HELP = "Execution mode: torch eager; paddle dynamic, to_static; mindspore pynative, graph; jittor lazy, eager " \
-              "(default: the first)."
+_MODES_HELP = "Execution mode: torch eager, onnxruntime; paddle dynamic, to_static, inference (Paddle Inference); " \
+              "mindspore pynative, graph, mindir; jittor lazy, eager."
 _SOURCE_HELP = "Which released weights: official (default), timm, mindcv, paddleclas, paddleclas-ssld, jittor, " \
                "mmpretrain, mmdet (`zoo info` lists a model's)."
 _SOURCES_HELP = "JSON manifest of mirrors: model -> {url (http, file:// or path), sha256} (default: $ZOO_SOURCES)."
@@ -272,7 +272,8 @@ def verify_cmd(
     weights: Optional[str] = typer.Option(None, "--weights", help="Checkpoint to verify (one model); default: the "
                                                                   "cached pretrained weights, else realistic random."),
     device: str = typer.Option("cpu", "--device", help=_DEVICE_HELP + " The candidate's; the reference runs on cpu."),
-    mode: Optional[str] = typer.Option(None, "--mode", help=_MODES_HELP),
+    mode: Optional[str] = typer.Option(None, "--mode", help=_MODES_HELP + " Default: the framework's own port, the "
+                                                                     "first named."),
     tolerance: float = typer.Option(1e-4, "--tolerance", help="Limit on max|d| / max(1, max|reference|), per stage "
                                                               "and for the logits."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Default 224 (pretrained) or 64 (random)."),
@@ -303,7 +304,9 @@ def eval_cmd(
                                                                   "identified from it); default: released weights."),
     source: str = typer.Option("official", "--source", help=_SOURCE_HELP),
     device: str = typer.Option("cpu", "--device", help=_DEVICE_HELP),
-    mode: Optional[str] = typer.Option(None, "--mode", help=_MODES_HELP),
+    mode: Optional[str] = typer.Option(None, "--mode", help=_MODES_HELP + " Default: the exact mode measured "
+                                                                     "fastest (torch onnxruntime when installed, "
+                                                                     "paddle inference, mindspore graph, jittor lazy)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate the first N images only."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Crop size; default: the variant's."),
@@ -336,6 +339,63 @@ def eval_cmd(
     typer.echo(f"{result['model']} [{result['framework']} {result['mode']}, {result['device']}] on {result['images']} "
                f"images: top-1 {result['top1']:.2f}  top-5 {result['top5']:.2f}  (published top-1 {published})  "
                f"{result['images_per_s']:.1f} images/s")
+
+
+@app.command("export")
+@_user_errors
+def export_cmd(
+    name: Optional[str] = typer.Argument(
+        None, help="Variant, or a JSON file of a custom spec; default: the model --weights holds."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=_MODEL_HELP),
+    export_format: Optional[str] = typer.Option(None, "--format", help="onnx, torchscript (from torch), "
+                                                                       "paddle-inference, mindir; default: the "
+                                                                       "framework's own."),
+    framework: Optional[str] = typer.Option(None, "--framework", "-f", help="The exporting framework (torch, paddle, "
+                                                                            "mindspore); implied by --format."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Checkpoint in any supported format; default: the "
+                                                                  "released weights (--source)."),
+    source: str = typer.Option("official", "--source", help=_SOURCE_HELP),
+    sources: Optional[str] = typer.Option(None, "--sources", help=_SOURCES_HELP),
+    out: Optional[str] = typer.Option(None, "--output", "-o", help="Output file (.onnx, .pt, .mindir) or directory "
+                                                                   "(paddle-inference); default: MODEL.<format> here."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Input height and width; default: the "
+                                                                        "variant's. The batch dimension stays free."),
+    features_only: bool = typer.Option(False, "--features-only", help="Export the stage outputs instead of logits."),
+    out_indices: Optional[str] = typer.Option(None, "--out-indices", help="With --features-only: stage outputs to "
+                                                                          "keep, e.g. 1,2,3,4 (`zoo info` lists them)."),
+    tolerance: float = typer.Option(1e-4, "--tolerance", help="Limit on max|d| / max(1, max|reference|) of the "
+                                                              "artefact against the PyTorch reference."),
+    device: str = typer.Option("cpu", "--device", help=_DEVICE_HELP + " Where the artefact is checked."),
+    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
+):
+    """Export a model with its weights to a deployment format, checked in its own runtime.
+
+    The artefact is run at batch 1 and 3 against the PyTorch reference; only one within the limit
+    is written (exit 9 otherwise, and nothing at the output). Prints the output path last."""
+    from dataclasses import asdict
+
+    from .errors import UsageError
+    from .export import export
+
+    indices = None
+    if out_indices:
+        try:
+            indices = [int(i) for i in out_indices.split(",") if i.strip()]
+        except ValueError:
+            raise UsageError(f"--out-indices: expected integers separated by commas, got {out_indices!r}") from None
+    result = export(_one_model(name, model, required=False), export_format, framework=framework, weights=weights,
+                    source=source, sources_file=sources, out=out, image_size=image_size, features_only=features_only,
+                    out_indices=indices, tolerance=tolerance, device=device)
+    if as_json:
+        typer.echo(json.dumps(asdict(result), indent=2))
+        return
+    worst = max(c["rel"] for c in result.checks)
+    shape = "x".join(str(d) for d in result.input_shape)
+    typer.echo(f"{result.model} -> {result.format} ({result.framework}, {result.export_s:.1f} s): input {shape}, "
+               f"outputs {', '.join(result.outputs)}; in {result.runtime} at batch "
+               f"{', '.join(sorted({str(c['batch']) for c in result.checks}))}: rel {worst:.2e} <= "
+               f"{result.tolerance:g} against {result.reference}", err=True)
+    typer.echo(result.output)
 
 
 def main() -> None:  # console-script entry point

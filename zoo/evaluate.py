@@ -192,7 +192,12 @@ def evaluate(name: str | None, framework: str, data: str | Path, *, weights: str
     # Everything that can be refused is refused before any weights are fetched or images read.
     require_installed(fw)
     check(fw)  # under a launcher, the framework's own
-    mode = check_mode(fw, mode)
+    chosen = mode
+    mode = check_mode(fw, mode, purpose="eval")
+    if chosen is None:
+        from .progress import say
+
+        say(f"{fw} runs in its {mode} mode (the default for eval: exact and fastest here; --mode to choose)")
     if weights and not Path(weights).is_file():
         raise CheckpointFormatError(f"{weights}: no such file")
     if batch_size < 1 or (limit is not None and limit < 1):

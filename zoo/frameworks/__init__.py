@@ -24,7 +24,9 @@ class Framework:
     import_name: str       # the top-level module of the framework itself
     extra: str             # pip extra of res2net-zoo that installs it
     aliases: tuple[str, ...] = ()
-    modes: tuple[str, ...] = ()   # execution modes of verify/eval, the default first
+    modes: tuple[str, ...] = ()   # execution modes of verify/eval, verify's default first
+    eval_mode: str = ""           # eval's default: exact and fastest (benchmarks/bench.py measures)
+    runtimes: tuple[tuple[str, str], ...] = ()  # (mode, export format) of the deployment runtimes
 
     @property
     def backend_module(self) -> str:
@@ -35,10 +37,13 @@ class Framework:
 
 
 FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (
-    Framework("torch", "torch", "torch", ("pytorch", "pt"), ("eager",)),
-    Framework("paddle", "paddle", "paddle", ("paddlepaddle", "pd"), ("dynamic", "to_static")),
-    Framework("mindspore", "mindspore", "mindspore", ("ms",), ("pynative", "graph")),
-    Framework("jittor", "jittor", "jittor", ("jt",), ("lazy", "eager")),
+    Framework("torch", "torch", "torch", ("pytorch", "pt"), ("eager", "onnxruntime"), "onnxruntime",
+              (("onnxruntime", "onnx"),)),
+    Framework("paddle", "paddle", "paddle", ("paddlepaddle", "pd"), ("dynamic", "to_static", "inference"),
+              "inference", (("inference", "paddle-inference"),)),
+    Framework("mindspore", "mindspore", "mindspore", ("ms",), ("pynative", "graph", "mindir"), "graph",
+              (("mindir", "mindir"),)),
+    Framework("jittor", "jittor", "jittor", ("jt",), ("lazy", "eager"), "lazy"),
 )}
 DEVICES = ("cpu", "gpu", "ascend")
 
@@ -55,16 +60,31 @@ def resolve_framework(name: str) -> Framework:
     raise UnknownNameError(f"unknown framework {name!r}{hint} (available: {', '.join(FRAMEWORKS)})")
 
 
-def check_mode(framework: str, mode: str | None) -> str:
-    """The execution mode to use (the framework's default for None); an unknown one is refused."""
+def check_mode(framework: str, mode: str | None, *, purpose: str = "verify") -> str:
+    """The execution mode to use; an unknown one is refused. Without one: verify checks the
+    framework's own eager port (the first mode), eval runs the exact mode measured fastest, unless
+    its runtime is not installed (ONNX Runtime is an extra), then the first mode."""
     from ..errors import UsageError
 
     fw = resolve_framework(framework)
     if mode is None:
+        if purpose == "eval" and fw.eval_mode and _runtime_installed(fw, fw.eval_mode):
+            return fw.eval_mode
         return fw.modes[0]
     if mode not in fw.modes:
         raise UsageError(f"{fw.name} has no mode {mode!r}; its modes: {', '.join(fw.modes)}")
+    if not _runtime_installed(fw, mode):
+        from ..errors import FrameworkNotInstalledError
+
+        raise FrameworkNotInstalledError(f"--mode {mode} needs onnx, onnxscript and onnxruntime; install with: "
+                                         "pip install 'res2net-zoo[onnx]'")
     return mode
+
+
+def _runtime_installed(fw: Framework, mode: str) -> bool:
+    if mode != "onnxruntime":
+        return True  # the other runtimes ship with their framework
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript", "onnxruntime"))
 
 
 def check_device(framework: str, device: str) -> None:

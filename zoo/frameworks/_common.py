@@ -10,7 +10,7 @@ from ..spec import Res2NetSpec, get_spec, resolve_name
 def job_spec(job: dict) -> tuple[str, Res2NetSpec]:
     """The model of a worker job: a registered name or a spec given as JSON."""
     if job.get("spec"):
-        return "custom spec", Res2NetSpec.from_json(job["spec"])
+        return job.get("label") or "custom spec", Res2NetSpec.from_json(job["spec"])
     name = resolve_name(job["model"])
     return name, get_spec(name)
 

@@ -4,6 +4,8 @@
     logits JOBS.json      run models on .npy inputs
     eval JOB.json         ImageNet-style evaluation
     calibrate JOBS.json   realistic random weights (torch)
+    export JOB.json       write a deployment artefact (zoo.export)
+    run-deployed JOB.json run an artefact in its runtime, from its files alone
     probe DEVICE [MODE]   check that the framework can run there, before any work starts
 
 The outcome goes to the JSON file named by ``ZOO_WORKER_RESULT`` (see client.py).
@@ -42,6 +44,16 @@ def _run(argv: list[str]) -> None:
     elif command == "calibrate":
         with open(args[0]) as f:
             get_backend(framework).calibrate_jobs(json.load(f))
+    elif command == "export":
+        from ..export import export_job
+
+        with open(args[0]) as f:
+            export_job(framework, json.load(f))
+    elif command == "run-deployed":
+        from ..export import run_deployed_job
+
+        with open(args[0]) as f:
+            run_deployed_job(framework, json.load(f))
     elif command == "probe":
         from ..frameworks._common import runner_class
 

@@ -39,6 +39,20 @@ class SqueezeExcite(nn.Cell):
         return x * self.sigmoid(self.fc2(self.relu(self.fc1(s))))
 
 
+class PaddedMaxPool(nn.Cell):
+    """Max pooling with explicit ``-inf`` padding (torch's semantics). ``nn.MaxPool2d`` with
+    ``pad_mode="pad"`` goes through MaxPool3DWithArgmax, whose graph no longer type-checks once
+    exported with a dynamic batch dimension (MindIR); a pad and a "valid" pool do."""
+
+    def __init__(self, kernel: int, stride: int, padding: int):
+        super().__init__()
+        self.padding = (padding,) * 4
+        self.pool = nn.MaxPool2d(kernel, stride, pad_mode="valid")
+
+    def construct(self, x):
+        return self.pool(ops.pad(x, self.padding, value=float("-inf")))
+
+
 def _shortcut(b: BlockPlan):
     if b.shortcut == "conv":
         return nn.SequentialCell([_conv(b.in_chs, b.out_chs, 1, b.stride), _bn(b.out_chs)])
@@ -55,6 +69,9 @@ class Bottle2neck(nn.Cell):
         super().__init__()
         self.width = b.width
         self.scale = b.scale
+        # the primitive, not ops.split: the function form fails to compile with a dynamic batch
+        # dimension (mindspore.export for MindIR)
+        self.split = ops.Split(axis=1, output_num=b.scale)
         self.num_convs = b.num_convs
         self.stage_block = b.stage_block
         self.conv1 = _conv(b.in_chs, b.width * b.scale, 1)
@@ -77,7 +94,7 @@ class Bottle2neck(nn.Cell):
         if shortcut is None:
             shortcut = self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
-        splits = ops.split(out, self.width, axis=1)
+        splits = self.split(out)
         sp = splits[0]
         outs = ()
         for i in range(self.num_convs):
@@ -119,7 +136,7 @@ class Tree(nn.Cell):
         self.tree2 = Tree(t.tree2) if isinstance(t.tree2, TreePlan) else Bottle2neck(t.tree2)
         if t.levels == 1:
             self.root = Root(t.root_dim, t.out_chs)
-        self.downsample = (nn.MaxPool2d(t.stride, t.stride, pad_mode="pad", padding=0, ceil_mode=False)
+        self.downsample = (nn.MaxPool2d(t.stride, t.stride, pad_mode="valid")
                            if t.stride > 1 else nn.Identity())
         self.has_project = t.project
         if t.project:
@@ -160,7 +177,8 @@ class _Res2NetBase(nn.Cell):
         x = feats[len(feats) - 1].mean(axis=(2, 3), keep_dims=self.head_is_conv)
         if self.has_head:
             x = self.fc(x)
-        return x.reshape(x.shape[0], -1)
+        # flatten, not reshape(x.shape[0], -1): the batch dimension may be dynamic (MindIR export)
+        return ops.flatten(x, start_dim=1)
 
 
 class Res2Net(_Res2NetBase):
@@ -179,7 +197,7 @@ class Res2Net(_Res2NetBase):
             self.conv1 = _conv(c.in_chs, c.out_chs, c.kernel, c.stride)
         self.bn1 = _bn(spec.stem_width)
         self.relu = nn.ReLU()
-        self.maxpool = nn.MaxPool2d(3, 2, pad_mode="pad", padding=1, ceil_mode=False)
+        self.maxpool = PaddedMaxPool(3, 2, 1)
         self.num_stages = len(p.stages)
         for i, blocks in enumerate(p.stages):
             setattr(self, f"layer{i + 1}", nn.SequentialCell([Bottle2neck(b) for b in blocks]))

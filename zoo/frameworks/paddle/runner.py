@@ -6,6 +6,7 @@ import numpy as np
 import paddle
 
 from ...errors import UsageError
+from .._deployed import Deployed
 
 
 class Runner:
@@ -17,7 +18,7 @@ class Runner:
         if device == "ascend":
             raise UsageError("paddle's Ascend support is a separate build; use --device cpu or gpu")
         paddle.set_device("gpu" if device == "gpu" else "cpu")
-        self.static = mode == "to_static"
+        self.static, self.runtime, self.device = mode == "to_static", mode == "inference", device
 
     def load(self, spec, weights, features: bool = False):
         from ... import create_model
@@ -25,6 +26,11 @@ class Runner:
         out_indices = range(len(spec.plan().features)) if features else None
         model = create_model(spec, "paddle", weights=weights, features_only=features, out_indices=out_indices)
         model.eval()
+        if self.runtime:
+            from . import deploy
+
+            return Deployed(lambda d, x: deploy.export(model, "paddle-inference", d, x),
+                            lambda d: deploy.load("paddle-inference", d, self.device), features=features)
         if self.static:
             shape = [None, spec.in_chans, None, None]
             model = paddle.jit.to_static(model, input_spec=[paddle.static.InputSpec(shape, "float32")],
@@ -32,6 +38,8 @@ class Runner:
         return model
 
     def __call__(self, model, batch: np.ndarray):
+        if isinstance(model, Deployed):
+            return model(batch)
         with paddle.no_grad():
             out = model(paddle.to_tensor(batch))
         if isinstance(out, (list, tuple)):

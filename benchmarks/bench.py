@@ -185,8 +185,83 @@ def _worker_gpu(batches, runs):
     return rows
 
 
+def _random_weights(spec, path: str) -> None:
+    """Canonical weights drawn with numpy (He-scaled convolutions, BN near identity): no framework
+    needed, and every framework reads the same file."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from zoo.spec import plan
+    from zoo.spec.layout import iter_layout
+
+    rng = np.random.default_rng(0)
+    state = {}
+    for t in iter_layout(plan(spec)):
+        if t.role == "conv_weight":
+            fan_in = int(np.prod(t.shape[1:]))
+            value = rng.standard_normal(t.shape) * np.sqrt(2.0 / fan_in)
+        elif t.role == "bn_weight":
+            value = rng.uniform(0.2, 0.5, t.shape)
+        elif t.role == "bn_var":
+            value = rng.uniform(0.5, 1.5, t.shape)
+        elif t.role in ("bn_bias", "bn_mean"):
+            value = rng.standard_normal(t.shape) * 0.1
+        else:  # the classifier
+            value = rng.standard_normal(t.shape) * 0.01
+        state[t.name] = np.ascontiguousarray(value, dtype=np.float32)
+    save_file(state, path)
+
+
+def _worker_modes(framework: str, batches, runs):
+    """Every execution mode of one framework through zoo's own Runner (the code `zoo eval` runs),
+    alternated on the same input: the eager port against the deployment runtime."""
+    import numpy as np
+
+    if framework == "jittor":
+        import zoo.frameworks.jittor  # noqa: F401  configures Jittor before its import
+    from zoo.frameworks import FRAMEWORKS
+    from zoo.frameworks._common import runner_class
+    from zoo.spec import get_spec
+
+    runner_cls = runner_class(framework)
+    spec = get_spec("res2net50_26w_4s")
+    modes = FRAMEWORKS[framework].modes
+    loaded = {}
+    weights = tempfile.NamedTemporaryFile(suffix=".safetensors")
+    _random_weights(spec, weights.name)  # one set for every mode, so their outputs compare
+    for mode in modes:
+        runner = runner_cls("cpu", mode)
+        loaded[mode] = (runner, runner.load(spec, weights.name))
+    rows = []
+    for b in batches:
+        x = _numpy_batch(b)
+        calls = {}
+        for mode, (runner, model) in loaded.items():
+            # MindSpore and Jittor keep their mode process-wide: a Runner sets it as it is made.
+            calls[mode] = (lambda m=mode, r=runner, net=model: (runner_cls("cpu", m), r(net, x)))
+        for fn in calls.values():  # warm-up, and the runtimes' export at this input size
+            fn()
+        times = {m: [] for m in calls}
+        repeat = 3 if b == 1 else 1
+        for _ in range(runs):
+            for m, fn in calls.items():
+                t = time.perf_counter()
+                for _ in range(repeat):
+                    fn()
+                times[m].append((time.perf_counter() - t) / repeat)
+        outputs = {m: np.asarray(fn()[1]) for m, fn in calls.items()}
+        reference = outputs[modes[0]]
+        for m in modes:
+            rel = float(np.abs(outputs[m] - reference).max() / max(1.0, float(np.abs(reference).max())))
+            rows.append(dict(framework=framework, mode=m, batch=b, images_per_s=b / statistics.median(times[m]),
+                             rel_to_first_mode=rel))
+    return rows
+
+
 WORKERS = {"torch": _worker_torch, "mindspore": _worker_mindspore, "paddle": _worker_paddle,
-           "jittor": _worker_jittor, "gpu": _worker_gpu}
+           "jittor": _worker_jittor, "gpu": _worker_gpu,
+           **{f"modes-{fw}": (lambda b, r, fw=fw: _worker_modes(fw, b, r))
+              for fw in ("torch", "paddle", "mindspore", "jittor")}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,6 +331,70 @@ def reader_section(runs: int) -> list[dict]:
             rows.append(dict(reader=label, seconds=statistics.median(m[0] for m in measured),
                              peak_mib=max(m[1] for m in measured),
                              file_mb=round((src if ".pth" in label else ckpt).stat().st_size / 2**20, 1)))
+    return rows
+
+
+def _with_ratios(rows: list[dict]) -> list[dict]:
+    """Each mode against its framework's first mode and against ONNX Runtime (the CPU reference
+    figure), at the same batch size."""
+    first = {}
+    for r in rows:
+        if "mode" in r:
+            first.setdefault((r["framework"], r["batch"]), r["images_per_s"])
+    ort = {r["batch"]: r["images_per_s"] for r in rows if r.get("mode") == "onnxruntime"}
+    for r in rows:
+        if "mode" in r:
+            r["vs_first"] = r["images_per_s"] / first[(r["framework"], r["batch"])]
+            if r["batch"] in ort:
+                r["vs_onnxruntime"] = r["images_per_s"] / ort[r["batch"]]
+    return rows
+
+
+def eval_section(images: int = 48) -> list[dict]:
+    """`zoo eval -f paddle` end to end (decoding, preprocessing, forward) in each Paddle mode, on
+    the same generated JPEGs (256 px, cropped to 224) and weights: the images/s it reports."""
+    import numpy as np
+    from PIL import Image
+
+    from zoo.spec import get_spec
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
+        d = Path(tmp)
+        rng = np.random.default_rng(0)
+        for i in range(images):
+            folder = d / "val" / f"n{i % 4:08d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(folder / f"{i}.JPEG")
+        _random_weights(get_spec("res2net50_26w_4s"), str(d / "w.safetensors"))
+        for mode in ("dynamic", "to_static", "inference"):
+            out = subprocess.run([PY, "-m", "zoo.cli", "eval", "res2net50_26w_4s", "-f", "paddle", "--mode", mode,
+                                  "--weights", str(d / "w.safetensors"), "--data", str(d / "val"), "--batch-size", "8",
+                                  "--json"], capture_output=True, text=True, check=True)
+            result = json.loads(out.stdout)
+            rows.append(dict(framework="paddle", mode=mode, images=result["images"],
+                             images_per_s=result["images_per_s"], wall_s=result["wall_s"]))
+    for r in rows:
+        r["vs_dynamic"] = r["images_per_s"] / rows[0]["images_per_s"]
+    return rows
+
+
+def export_section(runs: int) -> list[dict]:
+    """`zoo export` of res2net101_v1b_26w_4s from the release file (legacy .pth) at 224: the
+    whole command (conversion, export, the check in the runtime at batch 1 and 3, the torch
+    reference), wall time and the peak memory of its largest process."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
+        d = Path(tmp)
+        src = _release_file(d)
+        for fmt, out in (("onnx", "m.onnx"), ("torchscript", "m.pt"), ("paddle-inference", "pd"),
+                         ("mindir", "m.mindir")):
+            measured = [_measure([PY, "-m", "zoo.cli", "export", "res2net101_v1b_26w_4s", "--format", fmt,
+                                  "--weights", str(src), "-o", str(d / out)]) for _ in range(max(1, runs // 4))]
+            size = sum(p.stat().st_size for p in (d / out).rglob("*") if p.is_file()) if (d / out).is_dir() \
+                else (d / out).stat().st_size
+            rows.append(dict(format=fmt, seconds=statistics.median(w for w, _ in measured),
+                             peak_mib=max(m for _, m in measured), artefact_mb=round(size / 2**20, 1)))
     return rows
 
 
@@ -338,9 +477,15 @@ def main() -> int:
             if "ours" in r:
                 r["ratio"] = r["ours"] / r["peer_ips"]
         report["throughput"] = rows
+        modes = []
+        for fw in ("torch", "paddle", "mindspore", "jittor"):
+            print(f"measuring {fw} execution modes ...", file=sys.stderr)
+            modes += _run_worker(f"modes-{fw}", args.runs)
+        report["modes"] = _with_ratios(modes)
     else:
         try:
             previous = json.loads(Path(args.json).read_text())
+            report["modes"] = previous.get("modes", [])
             report["throughput"] = previous.get("throughput", [])
             report["throughput_date"] = previous.get("throughput_date", previous.get("date"))
             print(f"Inference throughput: kept from the run of {report['throughput_date']}\n")
@@ -356,6 +501,14 @@ def main() -> int:
             if "error" in r:
                 print(f"  {r['framework']}: not measured ({r['error']})")
         print()
+    if report.get("modes"):
+        print("Execution modes of `zoo verify`/`zoo eval`, res2net50_26w_4s, images/s (fp32, CPU, 224x224, median; "
+              "x first = against the framework's first mode, x ORT = against ONNX Runtime)")
+        print(_table([r for r in report["modes"] if "mode" in r], [
+            ("framework", "framework", ""), ("mode", "mode", ""), ("batch", "batch", "d"),
+            ("images/s", "images_per_s", ".2f"), ("x first", "vs_first", ".2f"), ("x ORT", "vs_onnxruntime", ".2f"),
+            ("rel to first", "rel_to_first_mode", ".1e")]))
+        print()
     print("measuring conversion ...", file=sys.stderr)
     report["conversion"] = conversion_section(args.runs)
     print(f"zoo convert res2net101_v1b_26w_4s (legacy-format .pth as released, {report['conversion'][0]['file_mb']} MB)")
@@ -363,6 +516,19 @@ def main() -> int:
         ("target", "framework", ""), ("convert s", "convert_s", ".2f"), ("import s", "import_s", ".2f"),
         ("copy s", "copy_s", ".2f"), ("peak MiB", "convert_peak_mib", "d"), ("import MiB", "import_peak_mib", "d"),
         ("time ok", "time_target_met", ""), ("memory ok", "memory_target_met", "")]))
+    print()
+    print("measuring zoo eval ...", file=sys.stderr)
+    report["eval"] = eval_section()
+    print("zoo eval res2net50_26w_4s -f paddle --batch-size 8 (48 JPEGs, 224 crop; images/s as eval reports it)")
+    print(_table(report["eval"], [("mode", "mode", ""), ("images", "images", "d"), ("images/s", "images_per_s", ".2f"),
+                                  ("x dynamic", "vs_dynamic", ".2f"), ("wall s", "wall_s", ".1f")]))
+    print()
+    print("measuring export ...", file=sys.stderr)
+    report["export"] = export_section(args.runs)
+    print("zoo export res2net101_v1b_26w_4s --weights <legacy .pth> (224x224; export, check in the runtime at batch "
+          "1 and 3, torch reference)")
+    print(_table(report["export"], [("format", "format", ""), ("seconds", "seconds", ".1f"),
+                                    ("peak MiB", "peak_mib", "d"), ("artefact MB", "artefact_mb", ".1f")]))
     print()
     print("measuring readers ...", file=sys.stderr)
     report["readers"] = reader_section(args.runs)

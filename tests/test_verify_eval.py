@@ -43,6 +43,30 @@ def test_verify_passes(framework):
         assert len(r["stages"]) == (5 if r["model"].startswith("res2net50") else 6)
 
 
+RUNTIME_MODES = [(fw.name, mode) for fw in FRAMEWORKS.values() for mode, _ in fw.runtimes]
+
+
+@pytest.mark.parametrize("framework, mode", RUNTIME_MODES)
+def test_verify_in_the_deployment_runtime(framework, mode):
+    """The deployment runtimes as verify modes: the exported graph of every stage output and of
+    the logits, run by the runtime, within the limit."""
+    result = zoo_cli("verify", "-f", framework, "--mode", mode, "res2net50_v1b", "res2next_dla60", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["mode"] for r in rows] == [mode, mode]
+    assert all(r["passed"] and 0 < r["logits_rel"] <= 1e-4 for r in rows)
+
+
+def test_every_mode_is_named_in_help_and_others_are_refused():
+    text = zoo_cli("verify", "--help", env={"COLUMNS": "300"}).stdout
+    for fw in FRAMEWORKS.values():
+        for mode in fw.modes:
+            assert mode in text, (fw.name, mode)
+    result = zoo_cli("verify", "-f", "paddle", "--mode", "onnxruntime", "res2net50")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: paddle has no mode 'onnxruntime'; its modes: dynamic, to_static, inference"
+
+
 def test_verify_catches_a_broken_rename_rule(tmp_path):
     """A port whose table swaps BatchNorm mean and variance converts "fine" and round-trips,
     but verify sees the logits move and fails."""
@@ -136,6 +160,23 @@ def test_eval_gives_the_torch_predictions_in_every_framework(digits, framework, 
     np.testing.assert_array_equal(np.load(predictions), digits["predictions"])
     assert report["top1"] == pytest.approx(digits["top1"])
     assert report["images_per_s"] > 0
+    # the default is the exact mode measured fastest, and the command says which one ran
+    default = FRAMEWORKS[framework].eval_mode
+    assert report["mode"] == default
+    assert f"zoo: {framework} runs in its {default} mode" in result.stderr
+
+
+OTHER_MODES = [(fw.name, m) for fw in FRAMEWORKS.values() for m in fw.modes if m != fw.eval_mode]
+
+
+@pytest.mark.parametrize("framework, mode", OTHER_MODES)
+def test_eval_every_mode_gives_the_torch_predictions(digits, framework, mode):
+    result = zoo_cli("eval", str(digits["spec"]), "-f", framework, "--mode", mode, "--data", str(digits["root"]),
+                     "--weights", str(digits["weights"]), "--image-size", str(IMAGE), "--batch-size", "100",
+                     "--predictions", str(digits["dir"] / f"{framework}-{mode}.npy"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["mode"] == mode and "runs in its" not in result.stderr
+    np.testing.assert_array_equal(np.load(digits["dir"] / f"{framework}-{mode}.npy"), digits["predictions"])
 
 
 def test_eval_list_file_and_limit(digits, tmp_path):

@@ -1,17 +1,22 @@
 """Speed and memory of zoo against the peer implementations, measured in one run.
 
-    python benchmarks/bench.py [--runs 7] [--json benchmarks/results.json] [--skip-throughput]
+    python benchmarks/bench.py [--runs 7] [--json benchmarks/results.json] [--only modes,eval,...]
 
-Prints one table per section and writes everything as JSON:
+Prints one table per section and writes everything as JSON, with the date each section was
+measured (``--only`` re-measures some and keeps the others):
 
-1. inference throughput (images/s, fp32, CPU, eval, 224x224, batch 1 and 8; warm-up, then the
-   median of --runs timings, ours and the peer's alternated), each framework in its own process:
-   torch vs timm, MindSpore vs MindCV, Paddle vs PaddleClas (its model file only), Jittor vs
-   jittor.models;
-2. `zoo convert` of res2net101_v1b_26w_4s (about 180 MB) to each framework: wall time and peak
-   memory, beside importing that framework alone and copying the same bytes;
-3. CLI start-up: `zoo --help`, `zoo list`;
-4. GPU (torch fp32/fp16/bf16, channels_last, batch 1 and 64) when a CUDA device is present.
+- throughput: images/s, fp32, CPU, eval, 224x224, batch 1 and 8 (warm-up, then the median of
+  --runs timings, ours and the peer's alternated), each framework in its own process: torch vs
+  timm, MindSpore vs MindCV, Paddle vs PaddleClas (its model file only), Jittor vs jittor.models;
+- modes: every execution mode of each framework through zoo's own Runner, the eager ports
+  against the deployment runtimes (ONNX Runtime, Paddle Inference, MindIR), batch 1 and 8;
+- eval: `zoo eval -f paddle` end to end in each Paddle mode;
+- conversion: `zoo convert` of res2net101_v1b_26w_4s (about 180 MB) to each framework: wall
+  time and peak memory, beside importing that framework alone and copying the same bytes;
+- export: `zoo export` of the same file to every format, wall time and peak memory;
+- readers: zoo's framework-free readers against torch.load / mindspore.load_checkpoint;
+- startup: `zoo --help`, `zoo list`;
+- gpu: torch fp32/fp16/bf16, channels_last, batch 1 and 64, when a CUDA device is present.
 
 Peers: pip install timm mindcv; pip install --no-deps paddleclas (only its res2net.py is used).
 """
@@ -453,103 +458,113 @@ def _table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     return "\n".join([header, "-" * len(header)] + [line(row) for row in cells])
 
 
+def _throughput(runs: int) -> list[dict]:
+    rows = []
+    for fw in ("torch", "mindspore", "paddle", "jittor"):
+        print(f"measuring {fw} throughput ...", file=sys.stderr)
+        rows += _run_worker(fw, runs)
+    for r in rows:
+        if "ours" in r:
+            r["ratio"] = r["ours"] / r["peer_ips"]
+    return rows
+
+
+def _modes(runs: int) -> list[dict]:
+    rows = []
+    for fw in ("torch", "paddle", "mindspore", "jittor"):
+        print(f"measuring {fw} execution modes ...", file=sys.stderr)
+        rows += _run_worker(f"modes-{fw}", runs)
+    return _with_ratios(rows)
+
+
+# name: (measure(runs), title, columns); printed in this order
+SECTIONS = {
+    "throughput": (_throughput, "Inference throughput against the peers, images/s (fp32, CPU, 224x224, median)", [
+        ("framework", "framework", ""), ("model", "model", ""), ("batch", "batch", "d"), ("ours", "ours", ".2f"),
+        ("peer", "peer_ips", ".2f"), ("ours/peer", "ratio", ".2f"), ("peer model", "peer", "")]),
+    "modes": (_modes, "Execution modes of `zoo verify`/`zoo eval`, res2net50_26w_4s, images/s (fp32, CPU, 224x224, "
+                      "median; x first = against the framework's first mode, x ORT = against ONNX Runtime)", [
+        ("framework", "framework", ""), ("mode", "mode", ""), ("batch", "batch", "d"),
+        ("images/s", "images_per_s", ".2f"), ("x first", "vs_first", ".2f"), ("x ORT", "vs_onnxruntime", ".2f"),
+        ("rel to first", "rel_to_first_mode", ".1e")]),
+    "eval": (lambda runs: eval_section(), "zoo eval res2net50_26w_4s -f paddle --batch-size 8 (48 JPEGs, 224 crop; "
+                                          "images/s as eval reports it, after its untimed first pass)", [
+        ("mode", "mode", ""), ("images", "images", "d"), ("images/s", "images_per_s", ".2f"),
+        ("x dynamic", "vs_dynamic", ".2f"), ("wall s", "wall_s", ".1f")]),
+    "conversion": (conversion_section, "zoo convert res2net101_v1b_26w_4s (legacy-format .pth as released)", [
+        ("target", "framework", ""), ("convert s", "convert_s", ".2f"), ("import s", "import_s", ".2f"),
+        ("copy s", "copy_s", ".2f"), ("peak MiB", "convert_peak_mib", "d"), ("import MiB", "import_peak_mib", "d"),
+        ("time ok", "time_target_met", ""), ("memory ok", "memory_target_met", "")]),
+    "export": (export_section, "zoo export res2net101_v1b_26w_4s --weights <legacy .pth> (224x224; conversion, "
+                               "export, the check in the runtime at batch 1 and 3, the torch reference)", [
+        ("format", "format", ""), ("seconds", "seconds", ".1f"), ("peak MiB", "peak_mib", "d"),
+        ("artefact MB", "artefact_mb", ".1f")]),
+    "readers": (reader_section, "Reading res2net101_v1b_26w_4s (read seconds, peak MiB of the process including "
+                                "its imports)", [
+        ("reader", "reader", ""), ("MB", "file_mb", ".1f"), ("seconds", "seconds", ".2f"), ("peak MiB", "peak_mib", "d")]),
+    "startup": (startup_section, "CLI start-up (median wall seconds)", [
+        ("command", "command", ""), ("seconds", "seconds", ".3f")]),
+    "gpu": (lambda runs: _run_worker("gpu", runs), "GPU, torch res2net50_26w_4s, images/s", [
+        ("dtype", "dtype", ""), ("channels_last", "channels_last", ""), ("batch", "batch", "d"),
+        ("images/s", "images_per_s", ".1f")]),
+}
+
+
+def _vector_isa() -> str:
+    """The widest x86 vector extension: MindSpore's CPU kernels, for one, are far slower without AVX2."""
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return platform.machine()
+    return next((isa.upper() for isa in ("avx512f", "avx2", "avx") if isa in flags), "no AVX")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--json", default=str(HERE.parent / "results.json"))
-    parser.add_argument("--skip-throughput", action="store_true",
-                        help="Keep the throughput rows of the existing results file (marked with their date).")
+    parser.add_argument("--only", help=f"Comma-separated sections to measure ({', '.join(SECTIONS)}); the others are "
+                                       "kept from the existing results file, with the date they were measured.")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(WORKERS[args.worker]([1, 8], args.runs)))
         return 0
-
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    report = {"date": time.strftime("%Y-%m-%d"), "machine": machine}
-    print(f"zoo benchmarks, {report['date']}, {machine}\n")
-    if not args.skip_throughput:
-        rows = []
-        for fw in ("torch", "mindspore", "paddle", "jittor"):
-            print(f"measuring {fw} throughput ...", file=sys.stderr)
-            rows += _run_worker(fw, args.runs)
-        for r in rows:
-            if "ours" in r:
-                r["ratio"] = r["ours"] / r["peer_ips"]
-        report["throughput"] = rows
-        modes = []
-        for fw in ("torch", "paddle", "mindspore", "jittor"):
-            print(f"measuring {fw} execution modes ...", file=sys.stderr)
-            modes += _run_worker(f"modes-{fw}", args.runs)
-        report["modes"] = _with_ratios(modes)
-    else:
-        try:
-            previous = json.loads(Path(args.json).read_text())
-            report["modes"] = previous.get("modes", [])
-            report["throughput"] = previous.get("throughput", [])
-            report["throughput_date"] = previous.get("throughput_date", previous.get("date"))
-            print(f"Inference throughput: kept from the run of {report['throughput_date']}\n")
-        except (OSError, ValueError):
-            pass
-    if not args.skip_throughput:
-        rows = report["throughput"]
-        print("Inference throughput, images/s (fp32, CPU, 224x224, median)")
-        print(_table([r for r in rows if "ours" in r], [
-            ("framework", "framework", ""), ("model", "model", ""), ("batch", "batch", "d"), ("ours", "ours", ".2f"),
-            ("peer", "peer_ips", ".2f"), ("ours/peer", "ratio", ".2f"), ("peer model", "peer", "")]))
+    wanted = list(SECTIONS) if not args.only else [w.strip() for w in args.only.split(",")]
+    unknown = [w for w in wanted if w not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    try:
+        previous = json.loads(Path(args.json).read_text())
+    except (OSError, ValueError):
+        previous = {}
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {_vector_isa()}, " \
+              f"Python {platform.python_version()}"
+    today = time.strftime("%Y-%m-%d")
+    report = {"date": today, "machine": machine, "measured": {}}
+    print(f"zoo benchmarks, {today}, {machine}\n")
+    for name, (measure, title, columns) in SECTIONS.items():
+        if name in wanted:
+            print(f"measuring {name} ...", file=sys.stderr)
+            report[name], report["measured"][name] = measure(args.runs), today
+        elif name in previous:
+            report[name] = previous[name]
+            report["measured"][name] = previous.get("measured", {}).get(name, "an earlier run")
+        else:
+            continue
+        rows = report[name]
+        if name == "gpu" and (not rows or "error" in rows[0]):
+            print("GPU: no CUDA device on this machine; not measured\n")
+            continue
+        kept = "" if report["measured"][name] == today else f" [kept from {report['measured'][name]}]"
+        print(title + kept)
+        print(_table([r for r in rows if "error" not in r], columns))
         for r in rows:
             if "error" in r:
-                print(f"  {r['framework']}: not measured ({r['error']})")
+                print(f"  {r.get('framework', name)}: not measured ({r['error']})")
         print()
-    if report.get("modes"):
-        print("Execution modes of `zoo verify`/`zoo eval`, res2net50_26w_4s, images/s (fp32, CPU, 224x224, median; "
-              "x first = against the framework's first mode, x ORT = against ONNX Runtime)")
-        print(_table([r for r in report["modes"] if "mode" in r], [
-            ("framework", "framework", ""), ("mode", "mode", ""), ("batch", "batch", "d"),
-            ("images/s", "images_per_s", ".2f"), ("x first", "vs_first", ".2f"), ("x ORT", "vs_onnxruntime", ".2f"),
-            ("rel to first", "rel_to_first_mode", ".1e")]))
-        print()
-    print("measuring conversion ...", file=sys.stderr)
-    report["conversion"] = conversion_section(args.runs)
-    print(f"zoo convert res2net101_v1b_26w_4s (legacy-format .pth as released, {report['conversion'][0]['file_mb']} MB)")
-    print(_table(report["conversion"], [
-        ("target", "framework", ""), ("convert s", "convert_s", ".2f"), ("import s", "import_s", ".2f"),
-        ("copy s", "copy_s", ".2f"), ("peak MiB", "convert_peak_mib", "d"), ("import MiB", "import_peak_mib", "d"),
-        ("time ok", "time_target_met", ""), ("memory ok", "memory_target_met", "")]))
-    print()
-    print("measuring zoo eval ...", file=sys.stderr)
-    report["eval"] = eval_section()
-    print("zoo eval res2net50_26w_4s -f paddle --batch-size 8 (48 JPEGs, 224 crop; images/s as eval reports it)")
-    print(_table(report["eval"], [("mode", "mode", ""), ("images", "images", "d"), ("images/s", "images_per_s", ".2f"),
-                                  ("x dynamic", "vs_dynamic", ".2f"), ("wall s", "wall_s", ".1f")]))
-    print()
-    print("measuring export ...", file=sys.stderr)
-    report["export"] = export_section(args.runs)
-    print("zoo export res2net101_v1b_26w_4s --weights <legacy .pth> (224x224; export, check in the runtime at batch "
-          "1 and 3, torch reference)")
-    print(_table(report["export"], [("format", "format", ""), ("seconds", "seconds", ".1f"),
-                                    ("peak MiB", "peak_mib", "d"), ("artefact MB", "artefact_mb", ".1f")]))
-    print()
-    print("measuring readers ...", file=sys.stderr)
-    report["readers"] = reader_section(args.runs)
-    print("Reading res2net101_v1b_26w_4s (read seconds, peak MiB of the process including its imports)")
-    print(_table(report["readers"], [("reader", "reader", ""), ("MB", "file_mb", ".1f"), ("seconds", "seconds", ".2f"),
-                                     ("peak MiB", "peak_mib", "d")]))
-    print()
-    report["startup"] = startup_section(args.runs)
-    print("CLI start-up (median wall seconds)")
-    print(_table(report["startup"], [("command", "command", ""), ("seconds", "seconds", ".3f")]))
-    print()
-    gpu = _run_worker("gpu", args.runs)
-    report["gpu"] = gpu
-    if gpu and "error" not in gpu[0]:
-        print("GPU, torch res2net50_26w_4s, images/s")
-        print(_table(gpu, [("dtype", "dtype", ""), ("channels_last", "channels_last", ""), ("batch", "batch", "d"),
-                           ("images/s", "images_per_s", ".1f")]))
-    else:
-        print("GPU: no CUDA device on this machine; not measured")
     Path(args.json).write_text(json.dumps(report, indent=2))
-    print(f"\nwritten: {args.json}", file=sys.stderr)
+    print(f"written: {args.json}", file=sys.stderr)
     return 0
 
 

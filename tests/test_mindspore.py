@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -72,3 +74,20 @@ def test_leaf_names_are_mindspores_own(port):
     names = {p.name for p in zoo.create_model("res2net50_26w_4s", framework="mindspore").get_parameters()}
     assert {"layer1.0.bns.0.gamma", "layer1.0.bns.0.beta", "layer1.0.bns.0.moving_mean",
             "layer1.0.bns.0.moving_variance", "fc.weight"} <= names
+
+
+def test_onednn_is_capped_only_where_measured_and_never_over_the_user(monkeypatch):
+    """MindSpore's bundled oneDNN is ~70x slower in AVX-512 convolutions on AMD EPYC (see
+    zoo/frameworks/mindspore/setup.py): capped there at AVX2, unless the user chose."""
+    from zoo.frameworks.mindspore import setup
+
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
+    monkeypatch.setattr(setup, "_cpu", lambda: ("AuthenticAMD", {"avx2", "avx512f"}))
+    assert setup.configure() == {} and os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE"
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert setup.configure() == {"ONEDNN_MAX_CPU_ISA": "AVX2"} and os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    for cpu in (("GenuineIntel", {"avx2", "avx512f"}), ("AuthenticAMD", {"avx2"})):
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+        monkeypatch.setattr(setup, "_cpu", lambda cpu=cpu: cpu)
+        assert setup.configure() == {} and "ONEDNN_MAX_CPU_ISA" not in os.environ

@@ -156,7 +156,7 @@ def test_eval_identifies_the_checkpoint_and_shows_progress(weights, images, tmp_
     assert result.returncode == 0, result.stderr
     row = json.loads(result.stdout)
     assert row["model"] == NAME and row["published_top1"] == 77.99 and row["images"] == 4
-    assert row["mode"] == "dynamic"
+    assert row["mode"] == "inference"  # the eval default: exact, and Paddle's fastest
     assert "eval paddle" in result.stderr and "4/4" in result.stderr  # the worker's progress bar, relayed
     assert "Skip loading" not in result.stderr
 

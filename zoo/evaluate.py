@@ -197,10 +197,6 @@ def evaluate(name: str | None, framework: str, data: str | Path, *, weights: str
     check(fw)  # under a launcher, the framework's own
     chosen = mode
     mode = check_mode(fw, mode, purpose="eval")
-    if chosen is None:
-        from .progress import say
-
-        say(f"{fw} runs in its {mode} mode (the default for eval: exact and fastest here; --mode to choose)")
     if weights and not Path(weights).is_file():
         raise CheckpointFormatError(f"{weights}: no such file")
     if batch_size < 1 or (limit is not None and limit < 1):
@@ -208,6 +204,10 @@ def evaluate(name: str | None, framework: str, data: str | Path, *, weights: str
     list_samples(data)
     check_device(fw, device)
     label, spec, variant = _model_of(name, weights)
+    if chosen is None:  # said once the request is known to be valid, so a refusal stays one line
+        from .progress import say
+
+        say(f"{fw} runs in its {mode} mode (the default for eval: exact and fastest here; --mode to choose)")
     pre = variant.preprocessing if variant else Preprocessing()
     if image_size:
         pre = dataclasses.replace(pre, input_size=image_size)

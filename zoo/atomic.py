@@ -63,20 +63,32 @@ def terminate_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _raise)
 
 
-@contextlib.contextmanager
-def atomic_output(path: str | Path):
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename."""
-    path = Path(path)
+def _partial_beside(path: Path, make):
+    """``make(prefix=, dir=)`` (mkstemp or mkdtemp) beside ``path``, once stale partials of
+    interrupted runs there are swept; an error the user can act on when that cannot be done."""
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise OutputError(f"{path}: the directory {directory} does not exist; create it first")
     sweep_stale_partials(directory)
     try:
-        # Keep the extension last: some writers (MindSpore) append their own otherwise.
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.zoo-{os.getpid()}-", suffix=f".partial{path.suffix}",
-                                   dir=directory)
+        return make(prefix=f".{path.name}.zoo-{os.getpid()}-", dir=directory)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write in {directory} ({exc.strerror})") from exc
+
+
+def _writing_failed(path: Path, exc: BaseException) -> OutputError:
+    # The frameworks' writers raise their own types for a full disk or a size limit.
+    text = str(exc).strip()
+    reason = getattr(exc, "strerror", None) or (text.splitlines()[0] if text else type(exc).__name__)
+    return OutputError(f"{path}: writing failed ({reason}); nothing was written")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path):
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename."""
+    path = Path(path)
+    # Keep the extension last: some writers (MindSpore) append their own otherwise.
+    fd, tmp = _partial_beside(path, lambda **kw: tempfile.mkstemp(**kw, suffix=f".partial{path.suffix}"))
     os.close(fd)
     try:
         yield Path(tmp)
@@ -87,10 +99,7 @@ def atomic_output(path: str | Path):
             os.unlink(tmp)
         if isinstance(exc, (ZooError, KeyboardInterrupt, SystemExit)):
             raise
-        # The frameworks' writers raise their own types for a full disk or a size limit.
-        text = str(exc).strip()
-        reason = getattr(exc, "strerror", None) or (text.splitlines()[0] if text else type(exc).__name__)
-        raise OutputError(f"{path}: writing failed ({reason}); nothing was written") from exc
+        raise _writing_failed(path, exc) from exc
 
 
 @contextlib.contextmanager
@@ -99,13 +108,7 @@ def atomic_directory(path: str | Path):
     ``path`` (a previous directory there is moved aside first and removed after)."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise OutputError(f"{path}: the directory {directory} does not exist; create it first")
-    sweep_stale_partials(directory)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.zoo-{os.getpid()}-", suffix=".partial", dir=directory))
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write in {directory} ({exc.strerror})") from exc
+    tmp = Path(_partial_beside(path, lambda **kw: tempfile.mkdtemp(**kw, suffix=".partial")))
     old = None
     try:
         yield tmp
@@ -121,8 +124,7 @@ def atomic_directory(path: str | Path):
             os.replace(old / "previous", path)  # put the previous export back
         if isinstance(exc, (ZooError, KeyboardInterrupt, SystemExit)):
             raise
-        raise OutputError(f"{path}: writing failed ({getattr(exc, 'strerror', None) or exc}); "
-                          "nothing was written") from exc
+        raise _writing_failed(path, exc) from exc
     finally:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)

@@ -13,6 +13,7 @@ The outcome goes to the JSON file named by ``ZOO_WORKER_RESULT`` (see client.py)
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -22,38 +23,40 @@ from .. import errors
 from .client import RESULT_ENV
 
 
-def _run(argv: list[str]) -> None:
+def _convert(framework: str, job: dict) -> None:
+    from ..convert import convert_here
+
+    convert_here(**job)
+
+
+def _calibrate(framework: str, jobs: list[dict]) -> None:
     from ..frameworks import get_backend
 
+    get_backend(framework).calibrate_jobs(jobs)
+
+
+def _imported(target: str):
+    """``module:function``, imported when its command runs: a worker imports only what its job needs."""
+    module, function = target.split(":")
+    return lambda framework, job: getattr(importlib.import_module(module), function)(framework, job)
+
+
+# The commands that take a JSON job file; each handler is called as handler(framework, job).
+_JOB_COMMANDS = {
+    "convert": _convert,
+    "logits": _imported("zoo.frameworks._common:run_jobs"),
+    "eval": _imported("zoo.evaluate:run_eval_job"),
+    "calibrate": _calibrate,
+    "export": _imported("zoo.export:export_job"),
+    "run-deployed": _imported("zoo.export:run_deployed_job"),
+}
+
+
+def _run(argv: list[str]) -> None:
     framework, command, *args = argv
-    if command == "convert":
-        from ..convert import convert_here
-
+    if command in _JOB_COMMANDS:
         with open(args[0]) as f:
-            convert_here(**json.load(f))
-    elif command == "logits":
-        from ..frameworks._common import run_jobs
-
-        with open(args[0]) as f:
-            run_jobs(framework, json.load(f))
-    elif command == "eval":
-        from ..evaluate import run_eval_job
-
-        with open(args[0]) as f:
-            run_eval_job(framework, json.load(f))
-    elif command == "calibrate":
-        with open(args[0]) as f:
-            get_backend(framework).calibrate_jobs(json.load(f))
-    elif command == "export":
-        from ..export import export_job
-
-        with open(args[0]) as f:
-            export_job(framework, json.load(f))
-    elif command == "run-deployed":
-        from ..export import run_deployed_job
-
-        with open(args[0]) as f:
-            run_deployed_job(framework, json.load(f))
+            _JOB_COMMANDS[command](framework, json.load(f))
     elif command == "probe":
         from ..frameworks._common import runner_class
 

@@ -258,9 +258,11 @@ def test_full_disk_leaves_nothing(corpus, target, out_dir):
 def test_interrupted_conversion_leaves_nothing(corpus, sig, out_dir):
     """Stop `zoo convert` while its worker writes: no output, no temporary files."""
     out = out_dir / "x.ckpt"
+    # A shell starting a job in the background makes it ignore SIGINT, and Python keeps an ignored
+    # SIGINT ignored: give the command a terminal's Ctrl-C whatever launched this test.
     proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", "convert", str(corpus["safetensors"]), "--to",
                              "mindspore", "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not _children(proc.pid):
         time.sleep(0.02)

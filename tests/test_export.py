@@ -219,18 +219,16 @@ def test_paddle_directory_replaces_only_a_previous_export(work, tmp_path):
 @pytest.mark.torch
 def test_custom_spec_exports(tmp_path):
     """A spec of one's own (JSON file) with its weights: the same export and check."""
-    import onnxruntime as ort
     import torch
-    from safetensors.torch import save_file
+    from safetensors.numpy import save_file
 
-    import zoo
+    from zoo.frameworks.torch.calibrate import realistic_model
     from zoo.spec import Res2NetSpec
 
     spec = Res2NetSpec((1, 1, 1, 1), base_width=8, scale=3, cardinality=2, num_classes=7)
     (tmp_path / "tiny.json").write_text(spec.to_json())
-    torch.manual_seed(0)
-    model = zoo.create_model(spec, "torch").eval()
-    save_file({k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")},
+    model = realistic_model(spec, image_size=32)  # calibrated BN statistics, logits of order 1-10
+    save_file({k: v.numpy() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")},
               str(tmp_path / "tiny.safetensors"))
     out = tmp_path / "tiny.onnx"
     result = zoo_cli("export", str(tmp_path / "tiny.json"), "--format", "onnx", "--weights",
@@ -238,7 +236,8 @@ def test_custom_spec_exports(tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["model"] == "tiny"
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
-    (logits,) = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"images": x})
+    (logits,) = run_artefact("onnx", out, x)
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
-    assert logits.shape == (2, 7) and relative_diff(logits, expected) <= PARITY_LIMIT
+    assert logits.shape == (2, 7) and 1 <= np.abs(expected).max() <= 20
+    assert relative_diff(logits, expected) <= PARITY_LIMIT

@@ -63,15 +63,15 @@ def terminate_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _raise)
 
 
-def _partial_beside(path: Path, make):
-    """``make(prefix=, dir=)`` (mkstemp or mkdtemp) beside ``path``, once stale partials of
-    interrupted runs there are swept; an error the user can act on when that cannot be done."""
+def _partial_beside(path: Path, make, suffix: str):
+    """``make`` (tempfile.mkstemp or mkdtemp) beside ``path``, once stale partials of interrupted
+    runs there are swept; an error the user can act on when that cannot be done."""
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise OutputError(f"{path}: the directory {directory} does not exist; create it first")
     sweep_stale_partials(directory)
     try:
-        return make(prefix=f".{path.name}.zoo-{os.getpid()}-", dir=directory)
+        return make(prefix=f".{path.name}.zoo-{os.getpid()}-", suffix=suffix, dir=directory)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write in {directory} ({exc.strerror})") from exc
 
@@ -88,7 +88,7 @@ def atomic_output(path: str | Path):
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename."""
     path = Path(path)
     # Keep the extension last: some writers (MindSpore) append their own otherwise.
-    fd, tmp = _partial_beside(path, lambda **kw: tempfile.mkstemp(**kw, suffix=f".partial{path.suffix}"))
+    fd, tmp = _partial_beside(path, tempfile.mkstemp, f".partial{path.suffix}")
     os.close(fd)
     try:
         yield Path(tmp)
@@ -107,15 +107,14 @@ def atomic_directory(path: str | Path):
     """Yield an empty temporary directory beside ``path``; on success it takes the place of
     ``path`` (a previous directory there is moved aside first and removed after)."""
     path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    tmp = Path(_partial_beside(path, lambda **kw: tempfile.mkdtemp(**kw, suffix=".partial")))
+    tmp = Path(_partial_beside(path, tempfile.mkdtemp, ".partial"))
     old = None
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.zoo-{os.getpid()}-", suffix=".partial",
-                                        dir=directory))
+                                        dir=tmp.parent))
             os.replace(path, old / "previous")
         os.replace(tmp, path)
     except BaseException as exc:

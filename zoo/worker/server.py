@@ -13,7 +13,6 @@ The outcome goes to the JSON file named by ``ZOO_WORKER_RESULT`` (see client.py)
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
@@ -23,10 +22,24 @@ from .. import errors
 from .client import RESULT_ENV
 
 
+# The commands that take a JSON job file, called as handler(framework, job). Each imports what
+# its job needs when it runs, so a worker loads only that.
 def _convert(framework: str, job: dict) -> None:
     from ..convert import convert_here
 
     convert_here(**job)
+
+
+def _logits(framework: str, jobs: list[dict]) -> None:
+    from ..frameworks._common import run_jobs
+
+    run_jobs(framework, jobs)
+
+
+def _eval(framework: str, job: dict) -> None:
+    from ..evaluate import run_eval_job
+
+    run_eval_job(framework, job)
 
 
 def _calibrate(framework: str, jobs: list[dict]) -> None:
@@ -35,21 +48,20 @@ def _calibrate(framework: str, jobs: list[dict]) -> None:
     get_backend(framework).calibrate_jobs(jobs)
 
 
-def _imported(target: str):
-    """``module:function``, imported when its command runs: a worker imports only what its job needs."""
-    module, function = target.split(":")
-    return lambda framework, job: getattr(importlib.import_module(module), function)(framework, job)
+def _export(framework: str, job: dict) -> None:
+    from ..export import export_job
+
+    export_job(framework, job)
 
 
-# The commands that take a JSON job file; each handler is called as handler(framework, job).
-_JOB_COMMANDS = {
-    "convert": _convert,
-    "logits": _imported("zoo.frameworks._common:run_jobs"),
-    "eval": _imported("zoo.evaluate:run_eval_job"),
-    "calibrate": _calibrate,
-    "export": _imported("zoo.export:export_job"),
-    "run-deployed": _imported("zoo.export:run_deployed_job"),
-}
+def _run_deployed(framework: str, job: dict) -> None:
+    from ..export import run_deployed_job
+
+    run_deployed_job(framework, job)
+
+
+_JOB_COMMANDS = {"convert": _convert, "logits": _logits, "eval": _eval, "calibrate": _calibrate,
+                 "export": _export, "run-deployed": _run_deployed}
 
 
 def _run(argv: list[str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,27 +45,33 @@ class Port:
     def write_native(self, state_path: Path, out: Path) -> None: ...
 
 
+# Every fourth variant is converted the user's way, by `zoo convert` from an official-style .pth
+# (workers and all); the rest by the same writer in this process, saving a worker start each.
+BY_THE_CLI = NAMES[::4]
+
+
 @pytest.fixture(scope="module")
 def world(port, tmp_path_factory):
     """Realistic weights for every variant (64 px) and one per family at 224 px, converted to
     the framework's native format, with the torch logits of each."""
     d = tmp_path_factory.mktemp(port.name)
     x64, x224 = images(d / "x64.npy", 64), images(d / "x224.npy", 224, batch=1)
-    weights = calibrated(d, NAMES, 64, pth=True)
+    weights = calibrated(d, NAMES, 64, pth=[*BY_THE_CLI, "res2net101_v1b_26w_4s"])
     weights_224 = {f"{n}@224": p for n, p in calibrated(d, FAMILIES_224, 224).items()}
     runs = {n: (n, p, x64) for n, p in weights.items()}
     runs |= {k: (k.split("@")[0], p, x224) for k, p in weights_224.items()}
     reference = torch_logits(d, runs)
     native = {}
-    for i, (key, (name, source, _)) in enumerate(runs.items()):
+    for key, (name, source, _) in runs.items():
         out = d / f"{key}{port.extension}"
-        if i % 4 == 0:  # the user's path: `zoo convert` from an official-style .pth, workers and all
-            native[key] = convert(source.with_suffix(".pth") if key in weights else source, port.name,
-                                  model=name, out=out)
-        else:  # the same writer, in this process (saves a worker start per variant)
+        if key in BY_THE_CLI:
+            native[key] = convert(source.with_suffix(".pth"), port.name, model=name, out=out)
+        else:
             port.write_native(source, out)
             native[key] = out
-    return {"runs": runs, "reference": reference, "native": native, "weights": weights}
+    yield {"runs": runs, "reference": reference, "native": native, "weights": weights}
+    # About 7 GB per framework: gone with the module, whatever the retention policy keeps.
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -4,6 +4,7 @@ test process itself never imports torch."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,12 @@ def _run(command: str, jobs: list[dict], directory: Path) -> None:
     run_worker("torch", command, str(job_file))
 
 
-def calibrated(directory: Path, names: list[str], size: int = 64, pth: bool = False) -> dict[str, Path]:
-    """Realistic random weights per variant as canonical safetensors (and official-style .pth)."""
+def calibrated(directory: Path, names: list[str], size: int = 64, pth: Iterable[str] = ()) -> dict[str, Path]:
+    """Realistic random weights per variant as canonical safetensors, plus an official-style .pth
+    beside it for the variants named in ``pth`` (only those: the full set runs to gigabytes)."""
     out = {n: directory / f"{n}-{size}.safetensors" for n in names}
-    jobs = [{"model": n, "out": str(p), "size": size} | ({"pth": str(p.with_suffix(".pth"))} if pth else {})
+    pth = set(pth)
+    jobs = [{"model": n, "out": str(p), "size": size} | ({"pth": str(p.with_suffix(".pth"))} if n in pth else {})
             for n, p in out.items()]
     _run("calibrate", jobs, directory)
     return out

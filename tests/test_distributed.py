@@ -28,7 +28,7 @@ def _free_port() -> int:
 
 def launcher(framework: str, logs: Path) -> list[str]:
     return {
-        "torch": [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2"],
+        "torch": [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "--log-dir", str(logs)],
         "paddle": [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(logs)],
         "mindspore": [str(BIN / "msrun"), "--worker_num", "2", "--local_worker_num", "2", "--join", "True",
                       "--master_port", str(_free_port()), "--log_dir", str(logs)],
@@ -80,8 +80,7 @@ def test_launcher_with_two_ranks_equals_one_process(framework, setup, tmp_path):
     launched = subprocess.run([*launcher(framework, tmp_path / "logs"), ZOO,
                                *eval_args(setup, framework, tmp_path / "ranks.npy", ["--result", str(result)])],
                               capture_output=True, text=True, env=environment(), timeout=900)
-    logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "logs").glob("*")) \
-        if (tmp_path / "logs").is_dir() else ""
+    logs = "".join(p.read_text(errors="replace") for p in sorted((tmp_path / "logs").rglob("*")) if p.is_file())
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:] + logs[-3000:]
     ranked = json.loads(result.read_text())
     assert ranked["world_size"] == 2 and ranked["images"] == 25

@@ -49,7 +49,7 @@ def leftovers(directory: Path) -> list[str]:
 def corpus(tmp_path_factory):
     """A valid file of every format (realistic weights), to break in each test."""
     d = tmp_path_factory.mktemp("corpus")
-    st = calibrated(d, [NAME], 64, pth=True)[NAME]
+    st = calibrated(d, [NAME], 64, pth=[NAME])[NAME]
     files = {"safetensors": st, "torch": st.with_suffix(".pth")}
     for fw in ("paddle", "mindspore", "jittor"):
         files[fw] = convert(st, fw, out=d / f"{NAME}{FORMATS[fw]}")
@@ -255,14 +255,17 @@ def test_full_disk_leaves_nothing(corpus, target, out_dir):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
-def test_interrupted_conversion_leaves_nothing(corpus, sig, out_dir):
+def test_interrupted_conversion_leaves_nothing(corpus, sig, out_dir, tmp_path):
     """Stop `zoo convert` while its worker writes: no output, no temporary files."""
     out = out_dir / "x.ckpt"
+    scratch = tmp_path / "tmp"  # the command's TMPDIR: its job and result files go there
+    scratch.mkdir()
     # A shell starting a job in the background makes it ignore SIGINT, and Python keeps an ignored
     # SIGINT ignored: give the command a terminal's Ctrl-C whatever launched this test.
     proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", "convert", str(corpus["safetensors"]), "--to",
                              "mindspore", "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            text=True, env={**os.environ, "TMPDIR": str(scratch)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not _children(proc.pid):
         time.sleep(0.02)
@@ -275,6 +278,8 @@ def test_interrupted_conversion_leaves_nothing(corpus, sig, out_dir):
             break
         time.sleep(0.05)
     assert leftovers(out_dir) == []
+    if sig != signal.SIGKILL:  # a killed process cannot remove its scratch directories; others must
+        assert leftovers(scratch) == []
 
 
 def _children(pid: int) -> list[int]:

@@ -25,7 +25,7 @@ NAME = "res2net50_26w_4s"
 def release(tmp_path_factory):
     """A realistic official-style checkpoint, named as the release names its files."""
     d = tmp_path_factory.mktemp("release")
-    state = calibrated(d, [NAME], 64, pth=True)[NAME]
+    state = calibrated(d, [NAME], 64, pth=[NAME])[NAME]
     pth = state.with_suffix(".pth")
     digest = hashlib.sha256(pth.read_bytes()).hexdigest()
     served = d / "served"

@@ -45,9 +45,10 @@ class Port:
     def write_native(self, state_path: Path, out: Path) -> None: ...
 
 
-# Every fourth variant is converted the user's way, by `zoo convert` from an official-style .pth
-# (workers and all); the rest by the same writer in this process, saving a worker start each.
-BY_THE_CLI = NAMES[::4]
+# Every fourth variant is converted the user's way, by zoo.convert (what `zoo convert` runs) from an
+# official-style .pth, workers and all; the rest by the same writer in this process, saving a
+# worker start each.
+FROM_OFFICIAL_PTH = NAMES[::4]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def world(port, tmp_path_factory):
     the framework's native format, with the torch logits of each."""
     d = tmp_path_factory.mktemp(port.name)
     x64, x224 = images(d / "x64.npy", 64), images(d / "x224.npy", 224, batch=1)
-    weights = calibrated(d, NAMES, 64, pth=[*BY_THE_CLI, "res2net101_v1b_26w_4s"])
+    weights = calibrated(d, NAMES, 64, pth=[*FROM_OFFICIAL_PTH, "res2net101_v1b_26w_4s"])
     weights_224 = {f"{n}@224": p for n, p in calibrated(d, FAMILIES_224, 224).items()}
     runs = {n: (n, p, x64) for n, p in weights.items()}
     runs |= {k: (k.split("@")[0], p, x224) for k, p in weights_224.items()}
@@ -64,7 +65,7 @@ def world(port, tmp_path_factory):
     native = {}
     for key, (name, source, _) in runs.items():
         out = d / f"{key}{port.extension}"
-        if key in BY_THE_CLI:
+        if key in FROM_OFFICIAL_PTH:
             native[key] = convert(source.with_suffix(".pth"), port.name, model=name, out=out)
         else:
             port.write_native(source, out)

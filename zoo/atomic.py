@@ -63,6 +63,11 @@ def terminate_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _raise)
 
 
+def _partial_prefix(path: Path) -> str:
+    # The form _PARTIAL matches: the PID lets a later writer sweep what a killed process left.
+    return f".{path.name}.zoo-{os.getpid()}-"
+
+
 def _partial_beside(path: Path, make, suffix: str):
     """``make`` (tempfile.mkstemp or mkdtemp) beside ``path``, once stale partials of interrupted
     runs there are swept; an error the user can act on when that cannot be done."""
@@ -71,7 +76,7 @@ def _partial_beside(path: Path, make, suffix: str):
         raise OutputError(f"{path}: the directory {directory} does not exist; create it first")
     sweep_stale_partials(directory)
     try:
-        return make(prefix=f".{path.name}.zoo-{os.getpid()}-", suffix=suffix, dir=directory)
+        return make(prefix=_partial_prefix(path), suffix=suffix, dir=directory)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write in {directory} ({exc.strerror})") from exc
 
@@ -113,8 +118,7 @@ def atomic_directory(path: str | Path):
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.zoo-{os.getpid()}-", suffix=".partial",
-                                        dir=tmp.parent))
+            old = Path(tempfile.mkdtemp(prefix=_partial_prefix(path), suffix=".partial", dir=tmp.parent))
             os.replace(path, old / "previous")
         os.replace(tmp, path)
     except BaseException as exc:

@@ -15,6 +15,8 @@ measured (``--only`` re-measures some and keeps the others):
   time and peak memory, beside importing that framework alone and copying the same bytes;
 - export: `zoo export` of the same file to every format, wall time and peak memory;
 - readers: zoo's framework-free readers against torch.load / mindspore.load_checkpoint;
+- train_check: `zoo verify --train` per framework (64 px, batch 4, 3 SGD steps, realistic random
+  weights): the whole command's wall time and the peak memory of its largest process;
 - startup: `zoo --help`, `zoo list`;
 - gpu: torch fp32/fp16/bf16, channels_last, batch 1 and 64, when a CUDA device is present.
 
@@ -432,6 +434,23 @@ def conversion_section(runs: int) -> list[dict]:
     return rows
 
 
+def train_check_section(runs: int) -> list[dict]:
+    """The whole `zoo verify --train` command as a user runs it: realistic weights (a torch worker),
+    conversion, the torch reference's 3 steps, the port's 3 steps from the reference's states,
+    and the comparison of every gradient, statistic, momentum buffer and parameter."""
+    from zoo.frameworks import FRAMEWORKS
+
+    rows = []
+    for fw in FRAMEWORKS:
+        for model in ("res2net50_26w_4s", "res2net101_v1b_26w_4s"):
+            print(f"  zoo verify {model} -f {fw} --train", file=sys.stderr)
+            measured = [_measure([PY, "-m", "zoo.cli", "verify", model, "-f", fw, "--train"])
+                        for _ in range(max(1, runs // 4))]
+            rows.append(dict(framework=fw, model=model, seconds=statistics.median(w for w, _ in measured),
+                             peak_mib=max(m for _, m in measured)))
+    return rows
+
+
 def startup_section(runs: int) -> list[dict]:
     rows = []
     for args in (["--help"], ["list"]):
@@ -502,6 +521,10 @@ SECTIONS = {
     "readers": (reader_section, "Reading res2net101_v1b_26w_4s (read seconds, peak MiB of the process including "
                                 "its imports)", [
         ("reader", "reader", ""), ("MB", "file_mb", ".1f"), ("seconds", "seconds", ".2f"), ("peak MiB", "peak_mib", "d")]),
+    "train_check": (train_check_section, "zoo verify MODEL -f FW --train (64 px, batch 4, 3 steps; the whole command, "
+                                         "wall seconds and peak MiB of its largest process)", [
+        ("framework", "framework", ""), ("model", "model", ""), ("seconds", "seconds", ".1f"),
+        ("peak MiB", "peak_mib", "d")]),
     "startup": (startup_section, "CLI start-up (median wall seconds)", [
         ("command", "command", ""), ("seconds", "seconds", ".3f")]),
     "gpu": (lambda runs: _run_worker("gpu", runs), "GPU, torch res2net50_26w_4s, images/s", [

@@ -9,7 +9,8 @@ from .errors import ZooError
 from .spec import Res2NetSpec, get_spec, get_variant, list_variants, resolve_name
 
 __version__ = "0.1.0"
-__all__ = ["Res2NetSpec", "ZooError", "create_model", "get_spec", "get_variant", "list_models", "resolve_name"]
+__all__ = ["Res2NetSpec", "ZooError", "create_model", "create_optimizer", "get_spec", "get_variant", "list_models",
+           "resolve_name"]
 
 
 def list_models() -> list[str]:
@@ -65,3 +66,23 @@ def create_model(
         backend.load_weights(model, weights, reset_head=reset_head, model_name=label,
                              allow_non_finite=allow_non_finite)
     return model
+
+
+def create_optimizer(model, framework: str, *, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 1e-4,
+                     nesterov: bool = False, decay_norm_and_bias: bool = True):
+    """The framework's own SGD-with-momentum optimizer for ``model``, configured to torch's
+    semantics (``torch.optim.SGD``: coupled weight decay, no dampening, the first step's buffer
+    equal to the gradient): ``torch.optim.SGD``, ``paddle.optimizer.Momentum``,
+    ``mindspore.nn.Momentum`` or ``jittor.optim.SGD``. ``decay_norm_and_bias=False`` leaves
+    BatchNorm parameters and biases (every 1-d parameter) out of the weight decay. Only trainable
+    parameters are given to it. With a model from :func:`create_model`, a training loop in any
+    framework then updates the weights as the same loop in torch would (``zoo verify --train``
+    checks it)."""
+    import importlib
+
+    from .frameworks import get_backend
+    from .training import SGD
+
+    backend = get_backend(framework)
+    sgd = SGD(lr, momentum, weight_decay, nesterov, decay_norm_and_bias)
+    return importlib.import_module(f"{backend.__name__}.train").create_optimizer(model, sgd)

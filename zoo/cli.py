@@ -265,7 +265,8 @@ def download_cmd(
 @app.command("verify")
 @_user_errors
 def verify_cmd(
-    names: Optional[list[str]] = typer.Argument(None, help="Variants to verify; default: every variant."),
+    names: Optional[list[str]] = typer.Argument(None, help="Variants (or JSON files of custom specs) to verify; "
+                                                           "default: every variant."),
     model: Optional[list[str]] = typer.Option(None, "--model", "-m", help=_MODEL_HELP),
     framework: str = typer.Option(..., "--framework", "-f", help="The port to check: torch, paddle, mindspore or "
                                                                  "jittor."),
@@ -275,12 +276,44 @@ def verify_cmd(
     mode: Optional[str] = typer.Option(None, "--mode", help=_MODES_HELP + " Default: the framework's own port, the "
                                                                      "first named."),
     tolerance: float = typer.Option(1e-4, "--tolerance", help="Limit on max|d| / max(1, max|reference|), per stage "
-                                                              "and for the logits."),
+                                                              "and for the logits (with --train: also losses, BN "
+                                                              "statistics and parameters)."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Default 224 (pretrained) or 64 (random)."),
+    train: bool = typer.Option(False, "--train", help="Check training instead: train-mode forward, every gradient, "
+                                                      "BN statistics, momentum buffers and parameters over --steps "
+                                                      "SGD steps, against torch's own."),
+    steps: int = typer.Option(3, "--steps", help="With --train: optimizer steps."),
+    batch_size: int = typer.Option(4, "--batch-size", help="With --train: images per step."),
+    lr: float = typer.Option(0.01, "--lr", help="With --train: SGD learning rate."),
+    momentum: float = typer.Option(0.9, "--momentum", help="With --train: SGD momentum."),
+    weight_decay: float = typer.Option(1e-4, "--weight-decay", help="With --train: coupled weight decay."),
+    nesterov: bool = typer.Option(False, "--nesterov", help="With --train: Nesterov momentum."),
+    decay_norm_and_bias: bool = typer.Option(True, "--decay-norm-and-bias/--no-decay-norm-and-bias",
+                                             help="With --train: weight decay on BN parameters and biases too."),
+    grad_tolerance: float = typer.Option(1e-3, "--grad-tolerance", help="With --train: limit on max|d| / "
+                                                                        "max|reference| per gradient and momentum "
+                                                                        "buffer."),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ):
-    """Parity of a framework port with the PyTorch reference, per stage and for the logits."""
+    """Parity of a framework port with the PyTorch reference, per stage and for the logits; with
+    --train, parity of its training step."""
     from .errors import VerificationFailed
+
+    if train:
+        from .training import SGD
+        from .verify_train import as_json as to_json, as_table, verify_train
+
+        sgd = SGD(lr, momentum, weight_decay, nesterov, decay_norm_and_bias)
+        trained = verify_train(framework, _models(names, model), weights=weights, device=device, mode=mode,
+                               tolerance=tolerance, grad_tolerance=grad_tolerance, image_size=image_size,
+                               batch=batch_size, steps=steps, sgd=sgd)
+        typer.echo(to_json(trained) if as_json else as_table(trained, tolerance, grad_tolerance))
+        failed = [r for r in trained if not r.passed]
+        if failed:
+            where = ", ".join(f"{r.model} (first: {r.first_over_text})" for r in failed[:3])
+            raise VerificationFailed(f"{len(failed)} of {len(trained)} model(s) do not train like the reference: "
+                                     f"{where}")
+        return
     from .verify import as_json as to_json, as_table, verify
 
     results = verify(framework, _models(names, model) or None, weights=weights, device=device, mode=mode,

@@ -20,7 +20,7 @@ import numpy as np
 from .convert import EXTENSIONS, convert
 from .errors import ZooError
 from .frameworks import resolve_framework
-from .spec import feature_info, get_spec, list_variants, resolve_name
+from .spec import VARIANTS, Res2NetSpec, feature_info, get_spec, list_variants, resolve_name
 from .worker import run_worker
 
 DEFAULT_TOLERANCE = 1e-4  # ../shared/DESIGN.md parity limit
@@ -57,6 +57,74 @@ def _pretrained_if_cached(name: str) -> Path | None:
         return None
 
 
+def model_targets(models: list[str] | None) -> dict[str, Res2NetSpec]:
+    """label -> spec of the models to check: registered names or aliases, or JSON files of custom
+    specs (labelled by the file name); every registered variant when none is given."""
+    from .errors import UsageError
+
+    if not models:
+        return {v.name: v.spec for v in list_variants()}
+    targets = {}
+    for m in models:
+        if m.endswith(".json") and Path(m).is_file():
+            try:
+                targets[Path(m).stem] = Res2NetSpec.from_json(Path(m).read_text())
+            except ValueError as exc:
+                raise UsageError(f"{m}: {exc}") from None
+        else:
+            name = resolve_name(m)
+            targets[name] = get_spec(name)
+    return targets
+
+
+def prepare_weights(targets: dict[str, Res2NetSpec], weights: str | None, d: Path,
+                    random_size: int) -> tuple[dict, dict]:
+    """Canonical safetensors per model in ``d`` and how each was obtained: the file given, else
+    the pretrained download when it is in the cache, else realistic random weights (calibrated
+    BatchNorm statistics at ``random_size`` px, one torch worker for all of them)."""
+    canonical, labels, random_jobs = {}, {}, []
+    for label, spec in targets.items():
+        registered = label in VARIANTS and VARIANTS[label].spec == spec
+        source = Path(weights) if weights else (_pretrained_if_cached(label) if registered else None)
+        out = d / f"{len(canonical) + len(random_jobs)}.safetensors"
+        if source is not None and registered:
+            canonical[label] = convert(source, "safetensors", model=label, out=out)
+            labels[label] = f"given {source.name}" if weights else "pretrained (cached)"
+        elif source is not None:  # a custom spec: its file read against it, strictly
+            canonical[label] = _custom_canonical(source, spec, label, out)
+            labels[label] = f"given {source.name}"
+        else:
+            random_jobs.append({"spec": spec.to_json(), "label": label, "out": str(out), "size": random_size})
+    if random_jobs:
+        _log(f"zoo verify: realistic random weights for {len(random_jobs)} model(s) (torch worker)")
+        (d / "calibrate.json").write_text(json.dumps(random_jobs))
+        run_worker("torch", "calibrate", str(d / "calibrate.json"))
+        for job in random_jobs:
+            canonical[job["label"]] = Path(job["out"])
+            labels[job["label"]] = "random, calibrated BN"
+    return canonical, labels
+
+
+def written_spec(canonical: Path) -> Res2NetSpec:
+    """The spec a canonical file was written for: the classifier as its source had it (MindCV's
+    1001 classes), which a registered name alone does not say."""
+    from safetensors import safe_open
+
+    with safe_open(str(canonical), "numpy") as f:
+        return Res2NetSpec.from_json(f.metadata()["zoo.spec"])
+
+
+def _custom_canonical(source: Path, spec: Res2NetSpec, label: str, out: Path) -> Path:
+    from .convert import sha256_file, write_canonical
+    from .converters.read import read_canonical
+    from .converters.state import match_layout
+
+    state, _ = match_layout(read_canonical(source, spec), spec, model_name=label)
+    write_canonical(state, out, {"zoo.model": label, "zoo.spec": spec.to_json(), "zoo.source": source.name,
+                                 "zoo.sha256": sha256_file(source), "zoo.flavour": "torch"})
+    return out
+
+
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -69,7 +137,8 @@ def verify(framework: str, models: list[str] | None = None, *, weights: str | No
     from .worker import require_installed
 
     fw = resolve_framework(framework).name
-    names = [resolve_name(m) for m in models] if models else [v.name for v in list_variants()]
+    targets = model_targets(models)
+    names = list(targets)
     if weights and len(names) != 1:
         raise UsageError("--weights belongs to one model: give exactly one model with it")
     if weights and not Path(weights).is_file():
@@ -82,32 +151,18 @@ def verify(framework: str, models: list[str] | None = None, *, weights: str | No
     results = []
     with tempfile.TemporaryDirectory(prefix="zoo-verify-") as tmp:
         d = Path(tmp)
-        canonical, labels, random_names = {}, {}, []
-        for name in names:
-            source = Path(weights) if weights else _pretrained_if_cached(name)
-            if source is not None:
-                canonical[name] = convert(source, "safetensors", model=name, out=d / f"{name}.safetensors")
-                labels[name] = f"given {Path(weights).name}" if weights else "pretrained (cached)"
-            else:
-                random_names.append(name)
-        if random_names:
-            _log(f"zoo verify: realistic random weights for {len(random_names)} model(s) (torch worker)")
-            jobs = [{"model": n, "out": str(d / f"{n}.safetensors"), "size": image_size or 64} for n in random_names]
-            (d / "calibrate.json").write_text(json.dumps(jobs))
-            run_worker("torch", "calibrate", str(d / "calibrate.json"))
-            for n in random_names:
-                canonical[n] = d / f"{n}.safetensors"
-                labels[n] = "random, calibrated BN"
+        canonical, labels = prepare_weights(targets, weights, d, image_size or 64)
         sizes = {n: image_size or (64 if labels[n].startswith("random") else 224) for n in names}
         reference_jobs, candidate_jobs = [], []
         for i, name in enumerate(names, 1):
-            x = np.random.default_rng(0).standard_normal((batch, 3, sizes[name], sizes[name])).astype(np.float32)
-            np.save(d / f"{name}-x.npy", x)
+            spec = targets[name] = written_spec(canonical[name])
+            x = np.random.default_rng(0).standard_normal((batch, spec.in_chans, sizes[name], sizes[name]))
+            np.save(d / f"{i}-x.npy", x.astype(np.float32))
             _log(f"[{i}/{len(names)}] {name}: converting to {fw}")
-            native = convert(canonical[name], fw, model=name, out=d / f"{name}{EXTENSIONS[fw]}")
-            common = {"model": name, "input": str(d / f"{name}-x.npy"), "features": True}
-            reference_jobs.append(common | {"weights": str(canonical[name]), "output": str(d / f"{name}-ref.npz")})
-            candidate_jobs.append(common | {"weights": str(native), "output": str(d / f"{name}-cand.npz"),
+            native = convert(canonical[name], fw, out=d / f"{i}{EXTENSIONS[fw]}")
+            common = {"spec": spec.to_json(), "label": name, "input": str(d / f"{i}-x.npy"), "features": True}
+            reference_jobs.append(common | {"weights": str(canonical[name]), "output": str(d / f"{i}-ref.npz")})
+            candidate_jobs.append(common | {"weights": str(native), "output": str(d / f"{i}-cand.npz"),
                                             "device": device, "mode": mode})
         _log(f"zoo verify: torch reference for {len(names)} model(s)")
         (d / "reference.json").write_text(json.dumps(reference_jobs))
@@ -115,10 +170,10 @@ def verify(framework: str, models: list[str] | None = None, *, weights: str | No
         _log(f"zoo verify: {fw} on {device} ({mode}) for {len(names)} model(s)")
         (d / "candidate.json").write_text(json.dumps(candidate_jobs))
         run_worker(fw, "logits", str(d / "candidate.json"))
-        for name in names:
-            ref, cand = np.load(d / f"{name}-ref.npz"), np.load(d / f"{name}-cand.npz")
+        for n, name in enumerate(names, 1):
+            ref, cand = np.load(d / f"{n}-ref.npz"), np.load(d / f"{n}-cand.npz")
             result = Comparison(name, fw, labels[name], sizes[name], device, mode)
-            for i, info in enumerate(feature_info(get_spec(name))):
+            for i, info in enumerate(feature_info(targets[name])):
                 max_abs, rel = relative(cand[f"feature{i}"], ref[f"feature{i}"])
                 result.stages.append({"module": info.module, "max_abs": max_abs, "rel": rel})
             result.logits_max_abs, result.logits_rel = relative(cand["logits"], ref["logits"])

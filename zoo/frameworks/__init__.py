@@ -19,6 +19,26 @@ from ..errors import FrameworkNotInstalledError, UnknownNameError
 
 
 @dataclass(frozen=True)
+class Training:
+    """How the framework's own BatchNorm differs from torch's in train mode (measured on this
+    machine with a lone BatchNorm; the backends' tests check each field against the framework).
+
+    bn_momentum: "new" when momentum weighs the batch statistic (torch, Jittor: 0.1), "old" when
+        it weighs the running value (Paddle, MindSpore: 0.9 means torch's 0.1).
+    running_var: the batch variance the framework stores in its running variance, "unbiased"
+        (n/(n-1), torch, MindSpore) or "biased" (Paddle, Jittor); zoo's ports store the unbiased
+        one everywhere.
+    """
+
+    bn_momentum: str = "new"
+    running_var: str = "unbiased"
+    modes: tuple[str, ...] = ()   # the execution modes zoo trains in (a subset of the framework's modes)
+
+    def native_bn_momentum(self, torch_momentum: float) -> float:
+        return 1.0 - torch_momentum if self.bn_momentum == "old" else torch_momentum
+
+
+@dataclass(frozen=True)
 class Framework:
     name: str
     import_name: str       # the top-level module of the framework itself
@@ -27,6 +47,7 @@ class Framework:
     modes: tuple[str, ...] = ()   # execution modes of verify/eval, verify's default first
     eval_mode: str = ""           # eval's default: exact and fastest (benchmarks/bench.py measures)
     runtimes: tuple[tuple[str, str], ...] = ()  # (mode, export format) of the deployment runtimes
+    training: Training = Training()
 
     @property
     def backend_module(self) -> str:
@@ -38,12 +59,12 @@ class Framework:
 
 FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (
     Framework("torch", "torch", "torch", ("pytorch", "pt"), ("eager", "onnxruntime"), "onnxruntime",
-              (("onnxruntime", "onnx"),)),
+              (("onnxruntime", "onnx"),), Training("new", "unbiased", ("eager",))),
     Framework("paddle", "paddle", "paddle", ("paddlepaddle", "pd"), ("dynamic", "to_static", "inference"),
-              "inference", (("inference", "paddle-inference"),)),
+              "inference", (("inference", "paddle-inference"),), Training("old", "biased", ("dynamic",))),
     Framework("mindspore", "mindspore", "mindspore", ("ms",), ("pynative", "graph", "mindir"), "graph",
-              (("mindir", "mindir"),)),
-    Framework("jittor", "jittor", "jittor", ("jt",), ("lazy", "eager"), "lazy"),
+              (("mindir", "mindir"),), Training("old", "unbiased", ("pynative",))),
+    Framework("jittor", "jittor", "jittor", ("jt",), ("lazy", "eager"), "lazy", (), Training("new", "biased", ("lazy", "eager"))),
 )}
 DEVICES = ("cpu", "gpu", "ascend")
 
@@ -78,6 +99,19 @@ def check_mode(framework: str, mode: str | None, *, purpose: str = "verify") -> 
 
         raise FrameworkNotInstalledError(f"--mode {mode} needs onnx, onnxscript and onnxruntime; install with: "
                                          "pip install 'res2net-zoo[onnx]'")
+    return mode
+
+
+def check_train_mode(framework: str, mode: str | None) -> str:
+    """The mode to train in: the framework's own training step (its first training mode by default)."""
+    from ..errors import UsageError
+
+    fw = resolve_framework(framework)
+    if mode is None:
+        return fw.training.modes[0]
+    if mode not in fw.training.modes:
+        raise UsageError(f"{fw.name} trains in {', '.join(fw.training.modes)} mode, not {mode!r} "
+                         f"(--train checks the framework's own training step)")
     return mode
 
 

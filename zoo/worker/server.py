@@ -6,6 +6,7 @@
     calibrate JOBS.json   realistic random weights (torch)
     export JOB.json       write a deployment artefact (zoo.export)
     run-deployed JOB.json run an artefact in its runtime, from its files alone
+    train-check JOBS.json K training steps, every gradient, statistic and parameter saved
     probe DEVICE [MODE]   check that the framework can run there, before any work starts
 
 The outcome goes to the JSON file named by ``ZOO_WORKER_RESULT`` (see client.py).
@@ -60,8 +61,14 @@ def _run_deployed(framework: str, job: dict) -> None:
     run_deployed_job(framework, job)
 
 
+def _train_check(framework: str, jobs: list[dict]) -> None:
+    from ..verify_train import run_train_check
+
+    run_train_check(framework, jobs)
+
+
 _JOB_COMMANDS = {"convert": _convert, "logits": _logits, "eval": _eval, "calibrate": _calibrate,
-                 "export": _export, "run-deployed": _run_deployed}
+                 "export": _export, "run-deployed": _run_deployed, "train-check": _train_check}
 
 
 def _run(argv: list[str]) -> None:

@@ -13,12 +13,12 @@ from mindspore import nn, ops
 from mindspore.common.initializer import HeNormal
 
 from ...spec import BN_EPS, BN_MOMENTUM, BlockPlan, ConvBN, FeatureInfo, NetworkPlan, Res2NetSpec, TreePlan, plan
-
-MINDSPORE_BN_MOMENTUM = 1.0 - BN_MOMENTUM
+from .. import FRAMEWORKS
 
 
 def _bn(chs: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(chs, eps=BN_EPS, momentum=MINDSPORE_BN_MOMENTUM)
+    # MindSpore stores the unbiased batch variance, as torch does: only the momentum is mirrored
+    return nn.BatchNorm2d(chs, eps=BN_EPS, momentum=FRAMEWORKS["mindspore"].training.native_bn_momentum(BN_MOMENTUM))
 
 
 def _conv(in_chs, out_chs, k, stride=1, groups=1, bias=False) -> nn.Conv2d:
@@ -170,15 +170,18 @@ class _Res2NetBase(nn.Cell):
         self.has_head = outputs.has_head
         self.head_is_conv = self.plan.head_is_conv
 
-    def construct(self, x):
-        feats = self.forward_features(x)
-        if self.features_only:
-            return tuple(feats[i] for i in self.out_indices)
-        x = feats[len(feats) - 1].mean(axis=(2, 3), keep_dims=self.head_is_conv)
+    def forward_head(self, x):
+        x = x.mean(axis=(2, 3), keep_dims=self.head_is_conv)
         if self.has_head:
             x = self.fc(x)
         # flatten, not reshape(x.shape[0], -1): the batch dimension may be dynamic (MindIR export)
         return ops.flatten(x, start_dim=1)
+
+    def construct(self, x):
+        feats = self.forward_features(x)
+        if self.features_only:
+            return tuple(feats[i] for i in self.out_indices)
+        return self.forward_head(feats[len(feats) - 1])
 
 
 class Res2Net(_Res2NetBase):

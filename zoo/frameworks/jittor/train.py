@@ -1,0 +1,126 @@
+"""Training with Jittor's own BatchNorm and optimizer, in torch's semantics.
+
+``jittor.optim.SGD`` keeps ``v = m * v + (1 - dampening) * (g + wd * p)`` from a zero buffer: with
+dampening 0 (set here explicitly) its first step equals torch's, its weight decay is coupled and its
+Nesterov step is torch's. Gradients are Jittor's ``optimizer.backward``; the parameters handed to
+the optimizer are the trainable ones only (Jittor's ``parameters()`` also lists the BatchNorm
+statistics, which it would then carry momentum buffers for). BatchNorm's running variance is the
+model's (model.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import jittor as jt
+import numpy as np
+
+from ...training import KINK_WINDOW, SGD, KinksDiffer, StepOutput
+
+
+def _trainable(model: jt.Module) -> list[tuple[str, jt.Var]]:
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def create_optimizer(model: jt.Module, sgd: SGD) -> jt.optim.SGD:
+    trainable = [p for _, p in _trainable(model)]
+    decay = [p for p in trainable if sgd.decays(len(p.shape))]
+    rest = [p for p in trainable if not sgd.decays(len(p.shape))]
+    groups = [{"params": decay, "weight_decay": sgd.weight_decay}]
+    if rest:
+        groups.append({"params": rest, "weight_decay": 0.0})
+    return jt.optim.SGD(groups, lr=sgd.lr, momentum=sgd.momentum, weight_decay=sgd.weight_decay, dampening=0.0,
+                        nesterov=sgd.nesterov)
+
+
+class Trainer:
+    """A model, its optimizer and the training step, numpy in and out (native names)."""
+
+    def __init__(self, model: jt.Module, sgd: SGD, device: str = "cpu", label_smoothing: float = 0.0):
+        if device == "gpu":
+            jt.flags.use_cuda = 1
+        self.model = model
+        self.model.train()
+        self.optimizer = create_optimizer(model, sgd)
+        self.label_smoothing = label_smoothing
+
+    def _loss(self, logits: jt.Var, labels: jt.Var) -> jt.Var:
+        # torch's cross-entropy with label smoothing: (1 - e) * nll + e * mean over classes of -log p
+        logp = jt.nn.log_softmax(logits, dim=1)
+        nll = -logp.gather(1, labels.reshape(-1, 1)).reshape(-1)
+        if not self.label_smoothing:
+            return nll.mean()
+        return ((1.0 - self.label_smoothing) * nll - self.label_smoothing * logp.mean(dim=1)).mean()
+
+    @contextlib.contextmanager
+    def _relus(self, seen: list, follow: list[np.ndarray] | None, counter: list[int]):
+        """Record every ReLU call's ``input > 0``; with ``follow``, take those decisions where the
+        input is within rounding of 0 (see zoo.training.KINK_WINDOW). Jittor keeps one forward
+        hook per module, removed by deleting it."""
+        pending = iter(follow) if follow is not None else None
+
+        def hook(module, inputs, output):
+            z = inputs[0]
+            if pending is None:
+                seen.append((output > 0).stop_grad())
+                return None
+            mask = next(pending, None)
+            if mask is None or tuple(mask.shape) != tuple(z.shape):
+                raise KinksDiffer(f"ReLU call {len(seen) + 1} has input {tuple(z.shape)}, the followed run's "
+                                  f"{None if mask is None else tuple(mask.shape)}")
+            seen.append(mask)
+            other = jt.array(mask)
+            near = (z.abs() <= KINK_WINDOW * z.abs().max()).stop_grad()
+            counter[0] += int((near & (other != (z > 0))).sum().numpy())
+            return jt.ternary(near, z * other.float32(), output)
+
+        relus = [m for m in self.model.modules() if isinstance(m, jt.nn.ReLU)]
+        for m in relus:
+            m.register_forward_hook(hook)
+        try:
+            yield
+            if pending is not None and next(pending, None) is not None:
+                raise KinksDiffer(f"the followed run made more ReLU calls than the {len(seen)} made here")
+        finally:
+            for m in relus:
+                m.__dict__.pop("__fhook__", None)
+
+    def step(self, images: np.ndarray, labels: np.ndarray, *, inspect: bool = False, record_kinks: bool = False,
+             kinks: list[np.ndarray] | None = None) -> StepOutput:
+        seen: list = []
+        followed = [0]
+        with self._relus(seen, kinks, followed) if record_kinks or kinks is not None else contextlib.nullcontext():
+            features = self.model.forward_features(jt.array(images))
+            loss = self._loss(self.model.forward_head(features[-1]), jt.array(labels.astype(np.int32)))
+        self.optimizer.backward(loss)
+        out = StepOutput(float(loss.numpy()), kinks=[k if isinstance(k, np.ndarray) else k.numpy() for k in seen],
+                         followed=followed[0])
+        if inspect:
+            out.features = [f.numpy() for f in features]
+            out.grads = {n: p.opt_grad(self.optimizer).numpy() for n, p in _trainable(self.model)}
+        self.optimizer.step()
+        return out
+
+    def named_state(self) -> dict[str, np.ndarray]:
+        return {k: v.numpy() for k, v in self.model.state_dict().items()}
+
+    def momentum_buffers(self) -> dict[str, np.ndarray]:
+        name_of = {id(p): n for n, p in _trainable(self.model)}
+        return {name_of[id(p)]: v.numpy() for group in self.optimizer.param_groups
+                for p, v in zip(group["params"], group["values"])}
+
+    def load_state(self, state: dict[str, np.ndarray], momentum: dict[str, np.ndarray]) -> None:
+        """Parameters, BatchNorm statistics and momentum buffers (native names) from another run."""
+        own = self.model.state_dict()
+        for name, value in state.items():
+            own[name].update(jt.array(value))
+        name_of = {id(p): n for n, p in _trainable(self.model)}
+        for group in self.optimizer.param_groups:
+            for p, v in zip(group["params"], group["values"]):
+                if name_of[id(p)] in momentum:
+                    v.update(jt.array(momentum[name_of[id(p)]]))
+
+    def set_lr(self, lr: float) -> None:
+        self.optimizer.lr = lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr

@@ -1,0 +1,133 @@
+"""Training with MindSpore's own BatchNorm and optimizer, in torch's semantics (PYNATIVE mode).
+
+``nn.Momentum`` is torch's SGD with ``v = m * v + g`` from a zero buffer (so its first step equals
+torch's) and weight decay added to the gradient (coupled). One trap is translated here: given a
+plain parameter list, MindSpore applies no weight decay to any parameter whose name contains
+"beta" or "gamma" (its BatchNorm leaves), where torch decays every parameter; zoo always passes
+parameter groups, each with its own decay, so what decays is what ``SGD.decays`` says. A second
+one: MindSpore 2.10's ``ApplyMomentum(use_nesterov=True)`` takes the plain momentum step on the CPU
+(measured: two steps on a 2x2 weight give exactly the non-Nesterov result), so with Nesterov the
+step is written out in MindSpore ops (``NesterovMomentum``). The loss scale stays 1 (MindSpore
+multiplies the weight decay by it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn, ops
+
+from ...training import KINK_WINDOW, SGD, KinksDiffer, StepOutput
+
+
+class NesterovMomentum(nn.Momentum):
+    """``nn.Momentum`` whose Nesterov step is torch's, ``v = m * v + g``, ``p -= lr * (g + m * v)``,
+    with MindSpore's own weight decay, gradient handling and learning-rate schedule."""
+
+    def construct(self, gradients):
+        gradients = self.scale_grad(self.gradients_centralization(self.decay_weight(gradients)))
+        lr = self.get_lr()
+        self.assignadd(self.global_step, self.global_step_increase_tensor)
+        for param, moment, grad in zip(self.params, self.moments, gradients):
+            ops.assign(moment, self.momentum * moment + grad)
+            ops.assign(param, param - lr * (grad + self.momentum * moment))
+        return True
+
+
+def create_optimizer(model: nn.Cell, sgd: SGD) -> nn.Momentum:
+    trainable = model.trainable_params()
+    decay = [p for p in trainable if sgd.decays(len(p.shape))]
+    rest = [p for p in trainable if not sgd.decays(len(p.shape))]
+    groups = [{"params": decay, "weight_decay": sgd.weight_decay}]
+    if rest:
+        groups.append({"params": rest, "weight_decay": 0.0})
+    if sgd.nesterov:
+        return NesterovMomentum(groups, learning_rate=sgd.lr, momentum=sgd.momentum)
+    return nn.Momentum(groups, learning_rate=sgd.lr, momentum=sgd.momentum)
+
+
+class Trainer:
+    """A model, its optimizer and the training step, numpy in and out (native names)."""
+
+    def __init__(self, model: nn.Cell, sgd: SGD, device: str = "cpu", label_smoothing: float = 0.0):
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+        if device != "cpu":
+            ms.set_device({"gpu": "GPU", "ascend": "Ascend"}[device])
+        self.model = model
+        self.model.set_train(True)
+        self.optimizer = create_optimizer(model, sgd)
+
+        def forward(x, y):
+            features = model.forward_features(x)
+            loss = ops.cross_entropy(model.forward_head(features[len(features) - 1]), y,
+                                     label_smoothing=label_smoothing)
+            return (loss,) + tuple(features)
+
+        self._value_and_grad = ms.value_and_grad(forward, None, self.optimizer.parameters, has_aux=True)
+
+    @contextlib.contextmanager
+    def _relus(self, seen: list, follow: list[np.ndarray] | None, counter: list[int]):
+        """Record every ReLU call's ``input > 0``; with ``follow``, take those decisions where the
+        input is within rounding of 0 (see zoo.training.KINK_WINDOW)."""
+        pending = iter(follow) if follow is not None else None
+
+        def hook(cell, inputs, output):
+            z = inputs[0]
+            if pending is None:
+                seen.append(output > 0)
+                return None
+            mask = next(pending, None)
+            if mask is None or tuple(mask.shape) != tuple(z.shape):
+                raise KinksDiffer(f"ReLU call {len(seen) + 1} has input {tuple(z.shape)}, the followed run's "
+                                  f"{None if mask is None else tuple(mask.shape)}")
+            seen.append(mask)
+            other = ms.Tensor(mask)
+            near = z.abs() <= KINK_WINDOW * z.abs().max()
+            counter[0] += int(ops.logical_and(near, other != (z > 0)).sum().asnumpy())
+            return ops.where(near, z * other.astype(z.dtype), output)
+
+        relus = [c for _, c in self.model.cells_and_names() if isinstance(c, nn.ReLU)]
+        handles = [c.register_forward_hook(hook) for c in relus]
+        try:
+            yield
+            if pending is not None and next(pending, None) is not None:
+                raise KinksDiffer(f"the followed run made more ReLU calls than the {len(seen)} made here")
+        finally:
+            for h in handles:
+                h.remove()
+
+    def step(self, images: np.ndarray, labels: np.ndarray, *, inspect: bool = False, record_kinks: bool = False,
+             kinks: list[np.ndarray] | None = None) -> StepOutput:
+        seen: list = []
+        followed = [0]
+        with self._relus(seen, kinks, followed) if record_kinks or kinks is not None else contextlib.nullcontext():
+            outputs, grads = self._value_and_grad(ms.Tensor(images), ms.Tensor(labels.astype(np.int32)))
+        out = StepOutput(float(outputs[0].asnumpy()), kinks=[k if isinstance(k, np.ndarray) else k.asnumpy()
+                                                              for k in seen], followed=followed[0])
+        if inspect:
+            out.features = [f.asnumpy() for f in outputs[1:]]
+            out.grads = {p.name: g.asnumpy() for p, g in zip(self.optimizer.parameters, grads)}
+        self.optimizer(grads)
+        return out
+
+    def named_state(self) -> dict[str, np.ndarray]:
+        return {p.name: p.asnumpy() for p in self.model.get_parameters()}
+
+    def momentum_buffers(self) -> dict[str, np.ndarray]:
+        return {p.name: m.asnumpy() for p, m in zip(self.optimizer.parameters, self.optimizer.moments)}
+
+    def load_state(self, state: dict[str, np.ndarray], momentum: dict[str, np.ndarray]) -> None:
+        """Parameters, BatchNorm statistics and momentum buffers (native names) from another run.
+        Written in place (``ops.assign``): after ``set_data`` the optimizer's next step was measured
+        to update the old momentum values."""
+        for p in self.model.get_parameters():
+            if p.name in state:
+                ops.assign(p, ms.Tensor(state[p.name]))
+        for p, m in zip(self.optimizer.parameters, self.optimizer.moments):
+            if p.name in momentum:
+                ops.assign(m, ms.Tensor(momentum[p.name]))
+
+    def set_lr(self, lr: float) -> None:
+        ops.assign(self.optimizer.learning_rate, ms.Tensor(lr, ms.float32))

@@ -1,0 +1,116 @@
+"""Training with torch's own BatchNorm and SGD: the reference every other port is held to.
+
+Every trainer can record its ReLU decisions and follow another run's where its own input lies
+within rounding of the kink (see ``zoo.training.KINK_WINDOW``): ReLU is not differentiable at 0,
+and fp32 rounding alone puts a few of the millions of inputs of a step on the other side
+(measured: 0-4 of 3.6-4.0M at 64 px), each with a different, equally valid gradient.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...training import KINK_WINDOW, SGD, KinksDiffer, StepOutput
+
+
+def create_optimizer(model: torch.nn.Module, sgd: SGD) -> torch.optim.SGD:
+    decay = [p for p in model.parameters() if p.requires_grad and sgd.decays(p.ndim)]
+    rest = [p for p in model.parameters() if p.requires_grad and not sgd.decays(p.ndim)]
+    groups = [{"params": decay}] + ([{"params": rest, "weight_decay": 0.0}] if rest else [])
+    return torch.optim.SGD(groups, lr=sgd.lr, momentum=sgd.momentum, dampening=0.0, weight_decay=sgd.weight_decay,
+                           nesterov=sgd.nesterov)
+
+
+class Trainer:
+    """A model, its optimizer and the training step, numpy in and out (native names)."""
+
+    def __init__(self, model: torch.nn.Module, sgd: SGD, device: str = "cpu", label_smoothing: float = 0.0):
+        self.device = torch.device("cuda" if device == "gpu" else "cpu")
+        self.model = model.to(self.device).train()
+        self.optimizer = create_optimizer(self.model, sgd)
+        self.label_smoothing = label_smoothing
+
+    @contextlib.contextmanager
+    def _relus(self, seen: list, follow: list[np.ndarray] | None, counter: list[int]):
+        """Record every ReLU call's ``input > 0`` into ``seen``; with ``follow``, take those
+        decisions where the input is within rounding of 0 (``KINK_WINDOW``)."""
+        pending = iter(follow) if follow is not None else None
+
+        def hook(module, inputs, output):
+            z = inputs[0]
+            if pending is None:
+                seen.append((output > 0).cpu().numpy())
+                return None
+            mask = next(pending, None)
+            if mask is None or tuple(mask.shape) != tuple(z.shape):
+                raise KinksDiffer(f"ReLU call {len(seen) + 1} has input {tuple(z.shape)}, the followed run's "
+                                  f"{None if mask is None else tuple(mask.shape)}")
+            seen.append(mask)
+            other = torch.from_numpy(mask).to(z.device)
+            near = z.abs() <= KINK_WINDOW * z.abs().max()
+            counter[0] += int((near & (other != (z > 0))).sum())
+            return torch.where(near, z * other.to(z.dtype), output)
+
+        relus = [m for m in self.model.modules() if isinstance(m, torch.nn.ReLU)]
+        inplace = [m.inplace for m in relus]
+        handles = []
+        for m in relus:
+            m.inplace = follow is None and m.inplace  # following needs the input the ReLU saw
+            handles.append(m.register_forward_hook(hook))
+        try:
+            yield
+            if pending is not None and next(pending, None) is not None:
+                raise KinksDiffer(f"the followed run made more ReLU calls than the {len(seen)} made here")
+        finally:
+            for m, flag, h in zip(relus, inplace, handles):
+                m.inplace = flag
+                h.remove()
+
+    def step(self, images: np.ndarray, labels: np.ndarray, *, inspect: bool = False, record_kinks: bool = False,
+             kinks: list[np.ndarray] | None = None) -> StepOutput:
+        x = torch.from_numpy(images).to(self.device)
+        y = torch.from_numpy(labels.astype(np.int64)).to(self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        seen: list[np.ndarray] = []
+        followed = [0]
+        with self._relus(seen, kinks, followed) if record_kinks or kinks is not None else contextlib.nullcontext():
+            features = self.model.forward_features(x)
+            loss = F.cross_entropy(self.model.forward_head(features[-1]), y, label_smoothing=self.label_smoothing)
+        loss.backward()
+        out = StepOutput(float(loss.detach()), kinks=seen, followed=followed[0])
+        if inspect:
+            out.features = [f.detach().cpu().numpy() for f in features]
+            out.grads = {n: p.grad.detach().cpu().numpy() for n, p in self.model.named_parameters()
+                         if p.grad is not None}
+        self.optimizer.step()
+        return out
+
+    def named_state(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()
+                if not k.endswith("num_batches_tracked")}
+
+    def momentum_buffers(self) -> dict[str, np.ndarray]:
+        out = {}
+        for name, p in self.model.named_parameters():
+            buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                out[name] = buf.detach().cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def load_state(self, state: dict[str, np.ndarray], momentum: dict[str, np.ndarray]) -> None:
+        """Parameters, BatchNorm statistics and momentum buffers (native names) from another run."""
+        own = self.model.state_dict()
+        for name, value in state.items():
+            own[name].copy_(torch.from_numpy(value))
+        for name, p in self.model.named_parameters():
+            if name in momentum:
+                self.optimizer.state[p]["momentum_buffer"] = torch.from_numpy(momentum[name]).to(p.device).clone()
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr

@@ -38,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from zoo.frameworks import FRAMEWORKS
+
 HERE = Path(__file__).resolve()
 PY = sys.executable
 
@@ -224,10 +226,7 @@ def _worker_modes(framework: str, batches, runs):
     alternated on the same input: the eager port against the deployment runtime."""
     import numpy as np
 
-    if framework == "jittor":
-        import zoo.frameworks.jittor  # noqa: F401  configures Jittor before its import
-    from zoo.frameworks import FRAMEWORKS
-    from zoo.frameworks._common import runner_class
+    from zoo.frameworks._common import runner_class  # imports the backend first: it configures its framework
     from zoo.spec import get_spec
 
     runner_cls = runner_class(framework)
@@ -265,10 +264,11 @@ def _worker_modes(framework: str, batches, runs):
     return rows
 
 
-WORKERS = {"torch": _worker_torch, "mindspore": _worker_mindspore, "paddle": _worker_paddle,
-           "jittor": _worker_jittor, "gpu": _worker_gpu,
-           **{f"modes-{fw}": (lambda b, r, fw=fw: _worker_modes(fw, b, r))
-              for fw in ("torch", "paddle", "mindspore", "jittor")}}
+# the peers' implementations, per framework (a framework without one gets no throughput row)
+PEER_WORKERS = {"torch": _worker_torch, "mindspore": _worker_mindspore, "paddle": _worker_paddle,
+                "jittor": _worker_jittor}
+WORKERS = {**PEER_WORKERS, "gpu": _worker_gpu,
+           **{f"modes-{fw}": (lambda b, r, fw=fw: _worker_modes(fw, b, r)) for fw in FRAMEWORKS}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -418,8 +418,9 @@ def conversion_section(runs: int) -> list[dict]:
             os.sync()
             copies.append(time.perf_counter() - t)
         copy_s = statistics.median(copies)
-        for fw, module, ext in (("torch", "torch", ".pth"), ("paddle", "paddle", ".pdparams"),
-                                ("mindspore", "mindspore", ".ckpt"), ("jittor", "zoo.frameworks.jittor", ".pkl")):
+        for fw, record in FRAMEWORKS.items():
+            # a framework zoo configures before its import (a backend with ``setup``) is imported through zoo
+            module, ext = (record.backend_module if "setup" in record.submodules else record.import_name), record.extension
             imports = [_measure([PY, "-c", f"import {module}"]) for _ in range(max(1, runs // 2))]
             import_s = statistics.median(w for w, _ in imports)
             import_mib = max(m for _, m in imports)
@@ -438,8 +439,6 @@ def train_check_section(runs: int) -> list[dict]:
     """The whole `zoo verify --train` command as a user runs it: realistic weights (a torch worker),
     conversion, the torch reference's 3 steps, the port's 3 steps from the reference's states,
     and the comparison of every gradient, statistic, momentum buffer and parameter."""
-    from zoo.frameworks import FRAMEWORKS
-
     rows = []
     for fw in FRAMEWORKS:
         for model in ("res2net50_26w_4s", "res2net101_v1b_26w_4s"):
@@ -479,7 +478,7 @@ def _table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
 
 def _throughput(runs: int) -> list[dict]:
     rows = []
-    for fw in ("torch", "mindspore", "paddle", "jittor"):
+    for fw in (fw for fw in FRAMEWORKS if fw in PEER_WORKERS):
         print(f"measuring {fw} throughput ...", file=sys.stderr)
         rows += _run_worker(fw, runs)
     for r in rows:
@@ -490,7 +489,7 @@ def _throughput(runs: int) -> list[dict]:
 
 def _modes(runs: int) -> list[dict]:
     rows = []
-    for fw in ("torch", "paddle", "mindspore", "jittor"):
+    for fw in FRAMEWORKS:
         print(f"measuring {fw} execution modes ...", file=sys.stderr)
         rows += _run_worker(f"modes-{fw}", runs)
     return _with_ratios(rows)

@@ -15,16 +15,20 @@ import sys
 import tempfile
 import time
 
-OTHER_FRAMEWORKS = ("paddle", "mindspore", "jittor")
-GROUPS = [("core+torch", " and ".join(f"not {fw}" for fw in OTHER_FRAMEWORKS))] + [
-    (fw, fw) for fw in OTHER_FRAMEWORKS
-]
+from zoo.frameworks import FRAMEWORKS, REFERENCE
+
+
+def groups() -> list[tuple[str, str]]:
+    """(session name, pytest marker expression): the framework-free tests with the reference
+    framework's, then one session per other framework of the record."""
+    others = [fw for fw in FRAMEWORKS if fw != REFERENCE]
+    return [(f"core+{REFERENCE}", " and ".join(f"not {fw}" for fw in others))] + [(fw, fw) for fw in others]
 
 
 def main(argv: list[str]) -> int:
     totals = {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
     failed_groups = []
-    for name, marker in GROUPS:
+    for name, marker in groups():
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
             summary_path = f.name
         start = time.time()

@@ -20,7 +20,9 @@ import pytest
 # Test sessions, like zoo's workers, use spawned children instead.
 multiprocessing.set_start_method("spawn", force=True)
 
-FRAMEWORK_MODULES = {"torch": "torch", "paddle": "paddle", "mindspore": "mindspore", "jittor": "jittor"}
+from zoo.frameworks import FRAMEWORKS
+
+FRAMEWORK_MODULES = {name: fw.import_name for name, fw in FRAMEWORKS.items()}
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -28,6 +30,11 @@ def _has_gpu() -> bool:
     import glob
 
     return bool(glob.glob("/dev/nvidia[0-9]*"))
+
+
+def pytest_configure(config):
+    for name, fw in FRAMEWORKS.items():  # one marker per framework of the record
+        config.addinivalue_line("markers", f"{name}: needs {fw.title}")
 
 
 def pytest_runtest_setup(item):

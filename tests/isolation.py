@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-FRAMEWORKS = ("torch", "paddle", "mindspore", "jittor")
+from zoo.frameworks import FRAMEWORKS as _RECORD
+
+FRAMEWORKS = tuple(fw.import_name for fw in _RECORD.values())
 
 
 def hiding(directory: Path, *hidden: str) -> dict[str, str]:
@@ -26,4 +28,5 @@ def hiding(directory: Path, *hidden: str) -> dict[str, str]:
 
 def only(directory: Path, framework: str | None) -> dict[str, str]:
     """Environment additions under which ``framework`` (or none) is the only importable one."""
-    return hiding(directory, *(f for f in FRAMEWORKS if f != framework))
+    keep = _RECORD[framework].import_name if framework else None
+    return hiding(directory, *(f for f in FRAMEWORKS if f != keep))

@@ -49,4 +49,6 @@ def mutated(directory: Path, *, at_start: str = "", after_import: tuple[str, str
         name, code = after_import
         text += _AFTER_IMPORT.format(name=name, body=textwrap.indent(textwrap.dedent(code), "    "))
     (directory / "sitecustomize.py").write_text(text)
-    return {"PYTHONPATH": os.pathsep.join(p for p in (str(directory), os.environ.get("PYTHONPATH", "")) if p)}
+    # this checkout's zoo for the mutation, which runs before the working directory joins sys.path
+    paths = (str(directory), str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", ""))
+    return {"PYTHONPATH": os.pathsep.join(p for p in paths if p)}

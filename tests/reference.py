@@ -3,15 +3,13 @@ test process itself never imports torch."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from zoo.worker import run_worker
-
-PARITY_LIMIT = 1e-4  # ../shared/DESIGN.md: max|d| / max(1, max|ref|), fp32, CPU
+from zoo.parity import PARITY_LIMIT  # noqa: F401  (../shared/DESIGN.md: max|d| / max(1, max|ref|))
+from zoo.worker import run_job
 
 
 def relative_diff(candidate: np.ndarray, reference: np.ndarray) -> float:
@@ -25,9 +23,7 @@ def images(path: Path, size: int, batch: int = 2, seed: int = 1) -> Path:
 
 
 def _run(command: str, jobs: list[dict], directory: Path) -> None:
-    job_file = directory / f"{command}-jobs.json"
-    job_file.write_text(json.dumps(jobs))
-    run_worker("torch", command, str(job_file))
+    run_job("torch", command, jobs, directory)
 
 
 def calibrated(directory: Path, names: list[str], size: int = 64, pth: Iterable[str] = ()) -> dict[str, Path]:

@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from zoo.frameworks import FRAMEWORKS, export_formats
+
 from .isolation import hiding
 from .reference import PARITY_LIMIT, calibrated, relative_diff, torch_logits
 
 VARIANTS = ["res2net50_26w_4s", "res2net50_v1b_26w_4s", "res2next50", "res2net_dla60"]
 SIZE = 64
-FORMATS = {"onnx": "torch", "torchscript": "torch", "paddle-inference": "paddle", "mindir": "mindspore"}
+FORMATS = {name: fw.name for name, (_, fw) in export_formats().items()}
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "paddle-inference": "", "mindir": ".mindir"}
 
 
@@ -124,7 +126,7 @@ def test_onnx_file_states_its_interface(work, tmp_path):
     assert json.loads(meta["zoo.preprocessing"])["mean"] == [0.485, 0.456, 0.406]
 
 
-FEATURE_FORMATS = {"onnx": "torch", "paddle-inference": "paddle", "mindir": "mindspore"}
+FEATURE_FORMATS = {fw.exports[0].name: fw.name for fw in FRAMEWORKS.values() if fw.exports}  # each one's own
 
 
 @pytest.mark.parametrize("fmt", [pytest.param(f, marks=getattr(pytest.mark, fw)) for f, fw in FEATURE_FORMATS.items()])

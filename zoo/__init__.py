@@ -42,7 +42,8 @@ def create_model(
     features_only: return the stage outputs (``out_indices``, default C2..C5) instead of logits.
     """
     from .errors import UsageError
-    from .frameworks import get_backend
+    from .frameworks import get_backend, resolve_framework
+    from .frameworks._common import load_weights
 
     if pretrained and weights is not None:
         raise UsageError("give either weights=PATH or pretrained=True, not both")
@@ -58,13 +59,13 @@ def create_model(
         spec = spec.replace(num_classes=num_classes)
     backend = get_backend(framework)
     if pretrained:
-        from .hub import fetch
+        from .pretrained import fetch
 
         weights = fetch(label, framework, source=source)
     model = backend.build_model(spec, features_only=features_only, out_indices=out_indices)
     if weights is not None:
-        backend.load_weights(model, weights, reset_head=reset_head, model_name=label,
-                             allow_non_finite=allow_non_finite)
+        load_weights(resolve_framework(framework).name, model, weights, reset_head=reset_head, model_name=label,
+                     allow_non_finite=allow_non_finite)
     return model
 
 
@@ -78,11 +79,9 @@ def create_optimizer(model, framework: str, *, lr: float = 0.1, momentum: float 
     parameters are given to it. With a model from :func:`create_model`, a training loop in any
     framework then updates the weights as the same loop in torch would (``zoo verify --train``
     checks it)."""
-    import importlib
-
-    from .frameworks import get_backend
+    from .frameworks import get_backend, resolve_framework
     from .training import SGD
 
-    backend = get_backend(framework)
+    get_backend(framework)  # the error that names the extra, if it is missing
     sgd = SGD(lr, momentum, weight_decay, nesterov, decay_norm_and_bias)
-    return importlib.import_module(f"{backend.__name__}.train").create_optimizer(model, sgd)
+    return resolve_framework(framework).backend("train").create_optimizer(model, sgd)

@@ -16,6 +16,9 @@ import typer
 
 from . import spec as zspec
 from .errors import ZooError
+from .frameworks import FRAMEWORKS, REFERENCE, export_formats, modes_help
+from .frameworks import names as framework_names
+from .parity import GRADIENT_LIMIT, PARITY_LIMIT
 
 app = typer.Typer(
     add_completion=False,
@@ -117,8 +120,12 @@ def _info(v: zspec.Variant) -> dict:
 # ``-f/--framework`` wherever a framework is chosen; the same meaning of --weights, --source,
 # --sources, --device, --mode and --json everywhere.
 _MODEL_HELP = "Variant name or alias (also accepted as -m/--model)."
-_MODES_HELP = "Execution mode: torch eager, onnxruntime; paddle dynamic, to_static, inference (Paddle Inference); " \
-              "mindspore pynative, graph, mindir; jittor lazy, eager."
+_MODES_HELP = modes_help()
+_FRAMEWORKS_HELP = framework_names()
+_EXTENSIONS_HELP = ", ".join([".safetensors", *dict.fromkeys(f.extension for f in FRAMEWORKS.values())])
+_NUMPY_WRITTEN_HELP = ", ".join([*(n for n, f in FRAMEWORKS.items() if f.numpy_writer), "safetensors"])
+_FORMATS_HELP = ", ".join(f"{e.name} (from {fw.name})" for e, fw in export_formats().values())
+_EXPORTERS_HELP = ", ".join(n for n, f in FRAMEWORKS.items() if f.exports)
 _SOURCE_HELP = "Which released weights: official (default), timm, mindcv, paddleclas, paddleclas-ssld, jittor, " \
                "mmpretrain, mmdet (`zoo info` lists a model's)."
 _SOURCES_HELP = "JSON manifest of mirrors: model -> {url (http, file:// or path), sha256} (default: $ZOO_SOURCES)."
@@ -210,11 +217,10 @@ def _info_text(v: zspec.Variant) -> str:
 @app.command("convert")
 @_user_errors
 def convert_cmd(
-    src: str = typer.Argument(..., help="A checkpoint file (.pth, .safetensors, .ckpt, .pdparams, .pkl), or a model "
-                                        "name: its released weights are fetched through the cache."),
-    to: str = typer.Option(..., "--to", help="Target: safetensors, torch, paddle, mindspore or jittor "
-                                             "(only the target's framework is needed; paddle, jittor and "
-                                             "safetensors need none)."),
+    src: str = typer.Argument(..., help=f"A checkpoint file ({_EXTENSIONS_HELP}), or a model name: its released "
+                                        "weights are fetched through the cache."),
+    to: str = typer.Option(..., "--to", help=f"Target: safetensors, {_FRAMEWORKS_HELP} (only the target's "
+                                             f"framework is needed; {_NUMPY_WRITTEN_HELP} need none)."),
     model: Optional[str] = typer.Option(None, "--model", "-m",
                                         help="The variant a file holds; default: from its metadata, name or tensors."),
     out: Optional[str] = typer.Option(None, "--output", "-o", help="Output file; default: SRC with the target's "
@@ -229,9 +235,9 @@ def convert_cmd(
 
     Says on stderr which variant it found and how, and what it left out; prints the written
     file's path last on stdout."""
-    from .convert import convert
+    from .pretrained import convert_any
 
-    path = convert(src, to, model=model, out=out, dtype=dtype, allow_non_finite=allow_non_finite, source=source,
+    path = convert_any(src, to, model=model, out=out, dtype=dtype, allow_non_finite=allow_non_finite, source=source,
                    sources_file=sources)
     typer.echo(json.dumps({"output": str(path), "to": to}) if as_json else str(path))
 
@@ -250,7 +256,7 @@ def download_cmd(
 ):
     """Fetch released weights once, check them, convert once; prints each file's path."""
     from .errors import UsageError
-    from .hub import fetch
+    from .pretrained import fetch
 
     wanted = _models(names, model)
     if not wanted:
@@ -268,14 +274,13 @@ def verify_cmd(
     names: Optional[list[str]] = typer.Argument(None, help="Variants (or JSON files of custom specs) to verify; "
                                                            "default: every variant."),
     model: Optional[list[str]] = typer.Option(None, "--model", "-m", help=_MODEL_HELP),
-    framework: str = typer.Option(..., "--framework", "-f", help="The port to check: torch, paddle, mindspore or "
-                                                                 "jittor."),
+    framework: str = typer.Option(..., "--framework", "-f", help=f"The port to check: {_FRAMEWORKS_HELP}."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Checkpoint to verify (one model); default: the "
                                                                   "cached pretrained weights, else realistic random."),
     device: str = typer.Option("cpu", "--device", help=_DEVICE_HELP + " The candidate's; the reference runs on cpu."),
     mode: Optional[str] = typer.Option(None, "--mode", help=_MODES_HELP + " Default: the framework's own port, the "
                                                                      "first named."),
-    tolerance: float = typer.Option(1e-4, "--tolerance", help="Limit on max|d| / max(1, max|reference|), per stage "
+    tolerance: float = typer.Option(PARITY_LIMIT, "--tolerance", help="Limit on max|d| / max(1, max|reference|), per stage "
                                                               "and for the logits (with --train: also losses, BN "
                                                               "statistics and parameters)."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Default 224 (pretrained) or 64 (random)."),
@@ -290,7 +295,7 @@ def verify_cmd(
     nesterov: bool = typer.Option(False, "--nesterov", help="With --train: Nesterov momentum."),
     decay_norm_and_bias: bool = typer.Option(True, "--decay-norm-and-bias/--no-decay-norm-and-bias",
                                              help="With --train: weight decay on BN parameters and biases too."),
-    grad_tolerance: float = typer.Option(1e-3, "--grad-tolerance", help="With --train: limit on max|d| / "
+    grad_tolerance: float = typer.Option(GRADIENT_LIMIT, "--grad-tolerance", help="With --train: limit on max|d| / "
                                                                         "max|reference| per gradient and momentum "
                                                                         "buffer."),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
@@ -331,7 +336,7 @@ def eval_cmd(
     name: Optional[str] = typer.Argument(
         None, help="Variant, or a JSON file of a custom spec; default: the model --weights holds."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help=_MODEL_HELP),
-    framework: str = typer.Option("torch", "--framework", "-f", help="torch, paddle, mindspore or jittor."),
+    framework: str = typer.Option(REFERENCE, "--framework", "-f", help=f"{_FRAMEWORKS_HELP}."),
     data: str = typer.Option(..., "--data", help="DIR/<class>/*.JPEG (sorted classes) or a list file 'path label'."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Checkpoint (any supported format; the model is "
                                                                   "identified from it); default: released weights."),
@@ -380,11 +385,11 @@ def export_cmd(
     name: Optional[str] = typer.Argument(
         None, help="Variant, or a JSON file of a custom spec; default: the model --weights holds."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help=_MODEL_HELP),
-    export_format: Optional[str] = typer.Option(None, "--format", help="onnx, torchscript (from torch), "
-                                                                       "paddle-inference, mindir; default: the "
-                                                                       "framework's own."),
-    framework: Optional[str] = typer.Option(None, "--framework", "-f", help="The exporting framework (torch, paddle, "
-                                                                            "mindspore); implied by --format."),
+    export_format: Optional[str] = typer.Option(None, "--format", help=f"{_FORMATS_HELP}; default: the framework's "
+                                                                       "own."),
+    framework: Optional[str] = typer.Option(None, "--framework", "-f", help=f"The exporting framework "
+                                                                            f"({_EXPORTERS_HELP}); implied by "
+                                                                            "--format."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Checkpoint in any supported format; default: the "
                                                                   "released weights (--source)."),
     source: str = typer.Option("official", "--source", help=_SOURCE_HELP),
@@ -396,7 +401,7 @@ def export_cmd(
     features_only: bool = typer.Option(False, "--features-only", help="Export the stage outputs instead of logits."),
     out_indices: Optional[str] = typer.Option(None, "--out-indices", help="With --features-only: stage outputs to "
                                                                           "keep, e.g. 1,2,3,4 (`zoo info` lists them)."),
-    tolerance: float = typer.Option(1e-4, "--tolerance", help="Limit on max|d| / max(1, max|reference|) of the "
+    tolerance: float = typer.Option(PARITY_LIMIT, "--tolerance", help="Limit on max|d| / max(1, max|reference|) of the "
                                                               "artefact against the PyTorch reference."),
     device: str = typer.Option("cpu", "--device", help=_DEVICE_HELP + " Where the artefact is checked."),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),

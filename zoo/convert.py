@@ -1,47 +1,37 @@
 """``zoo convert``: any supported checkpoint -> canonical state -> any framework's native file.
 
-The source is a file, or a registered model name whose released weights are fetched through the
-download cache (``zoo.hub``) and converted once. The calling process imports no framework. A
-conversion to safetensors runs in it; a conversion to a framework runs inside a worker process
-of that framework (``zoo.worker``), which reads the source itself with zoo's framework-free
-readers (every supported format), checks it strictly against the canonical layout, renames it
-with the framework's table and writes it with the framework's own writer. So converting to one
-framework needs that framework alone.
+The calling process imports no framework. A conversion to safetensors runs in it, as do those to
+the native files numpy writes exactly; any other runs inside a worker process of the target
+framework (``zoo.worker``), which reads the source itself with zoo's framework-free readers
+(every supported format), checks it strictly against the canonical layout, renames it with the
+framework's table and writes it with the framework's own writer. So converting to one framework
+needs that framework alone. A model's released weights go through ``zoo.pretrained``.
 """
 
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_output
 from .converters.layouts import GRAPH_OF
-from .converters.native_files import WRITERS
+from .converters.native_files import numpy_writer
 from .converters.read import RawState, canonical_state, read_raw
 from .converters.state import match_layout
 from .converters.tables import to_native
-from .errors import CheckpointFormatError, CheckpointMismatchError, OutputError, UnknownNameError, UsageError
+from .errors import CheckpointFormatError, CheckpointMismatchError, UnknownNameError, UsageError
+from .frameworks import FRAMEWORKS
+from .hub import sha256_file
 from .spec import Res2NetSpec, get_spec, get_variant, list_variants, resolve_name
 
-EXTENSIONS = {"safetensors": ".safetensors", "torch": ".pth", "paddle": ".pdparams", "mindspore": ".ckpt", "jittor": ".pkl"}
+CANONICAL = "safetensors"  # the hub format between frameworks
+EXTENSIONS = {CANONICAL: ".safetensors", **{name: fw.extension for name, fw in FRAMEWORKS.items()}}
 TARGETS = tuple(EXTENSIONS)
 # Targets written in this process without their framework (numpy writes them exactly).
-IN_PROCESS = ("safetensors", *WRITERS)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+IN_PROCESS = (CANONICAL, *(name for name, fw in FRAMEWORKS.items() if fw.numpy_writer))
 
 
 def _from_file_name(path: Path) -> str | None:
@@ -148,17 +138,18 @@ def _cast(state: dict, src: Path, dtype: str) -> dict:
     return {k: v.astype(target, copy=False) if v.dtype.kind == "f" else v for k, v in state.items()}
 
 
-def _normalize_target(to: str) -> str:
-    to = {"pytorch": "torch", "pt": "torch", "paddlepaddle": "paddle", "pd": "paddle", "ms": "mindspore",
-          "jt": "jittor"}.get(to.lower(), to.lower())
-    if to not in TARGETS:
-        close = difflib.get_close_matches(to, TARGETS, n=1)
+def normalize_target(to: str) -> str:
+    """A conversion target: safetensors or a framework (its aliases accepted)."""
+    key = to.strip().lower()
+    key = next((f.name for f in FRAMEWORKS.values() if key in f.aliases), key)
+    if key not in TARGETS:
+        close = difflib.get_close_matches(key, TARGETS, n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
-        raise UsageError(f"cannot convert to {to!r}{hint} (choose one of: {', '.join(TARGETS)})")
-    return to
+        raise UsageError(f"cannot convert to {key!r}{hint} (choose one of: {', '.join(TARGETS)})")
+    return key
 
 
-def _model_name(text: str) -> str | None:
+def model_name(text: str) -> str | None:
     try:
         return resolve_name(text)
     except UnknownNameError:
@@ -166,30 +157,25 @@ def _model_name(text: str) -> str | None:
 
 
 def convert(src: str | Path, to: str, *, model: str | None = None, out: str | Path | None = None,
-            dtype: str = "float32", allow_non_finite: bool = False, source: str = "official",
-            sources_file: str | Path | None = None) -> Path:
-    """Convert ``src`` to ``to`` (safetensors, torch, paddle, mindspore, jittor); returns the
-    written path. ``src`` is a checkpoint file or, where no such file exists, a model name whose
-    released weights (``source``: official, timm ...; mirrors from ``sources_file``) are fetched
-    and converted through the cache. ``dtype`` (float32, float16, keep) applies to safetensors
-    output; the frameworks' native files hold float32, as their models do.
+            dtype: str = "float32", allow_non_finite: bool = False) -> Path:
+    """Convert the checkpoint file ``src`` to ``to`` (safetensors or a framework); returns the
+    written path. ``dtype`` (float32, float16, keep) applies to safetensors output; the
+    frameworks' native files hold float32, as their models do. (A model's released weights:
+    ``zoo.pretrained``.)
 
-    safetensors, Paddle and Jittor files are written here, without their framework (numpy writes
-    them exactly); torch and MindSpore files inside a worker process of that framework, with its
-    own writer (one framework per process).
+    safetensors and the files numpy writes exactly (Paddle, Jittor) are written here, without
+    their framework; the others inside a worker process of that framework, with its own writer
+    (one framework per process).
     """
-    from .worker import require_installed, run_worker
+    from .worker import require_installed, run_job
 
-    to = _normalize_target(to)
+    to = normalize_target(to)
     if dtype not in DTYPES:
         raise UsageError(f"unknown --dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
-    if dtype != "float32" and to != "safetensors":
+    if dtype != "float32" and to != CANONICAL:
         raise UsageError(f"--dtype {dtype} applies to --to safetensors; {to} files hold float32")
-    name = _model_name(str(src))
-    if not Path(src).exists() and name is not None:
-        return convert_pretrained(name, to, model=model, out=out, dtype=dtype, allow_non_finite=allow_non_finite,
-                                  source=source, sources_file=sources_file)
     src = Path(src)
+    name = model_name(str(src))
     if not src.exists() and name is None and not src.suffix and len(src.parts) == 1:
         close = difflib.get_close_matches(str(src).lower(), [v.name for v in list_variants()]
                                           + [a for v in list_variants() for a in v.aliases], n=1)
@@ -207,35 +193,7 @@ def convert(src: str | Path, to: str, *, model: str | None = None, out: str | Pa
            "allow_non_finite": allow_non_finite}
     if to in IN_PROCESS:
         return convert_here(**job)
-    with tempfile.TemporaryDirectory(prefix="zoo-convert-") as tmp:
-        job_file = Path(tmp) / "job.json"
-        job_file.write_text(json.dumps(job))
-        run_worker(to, "convert", str(job_file))
-    return out
-
-
-def convert_pretrained(name: str, to: str, *, model: str | None = None, out: str | Path | None = None,
-                       dtype: str = "float32", allow_non_finite: bool = False, source: str = "official",
-                       sources_file: str | Path | None = None) -> Path:
-    """The released weights of ``name`` in ``to``'s format: downloaded once (checked, cached),
-    converted once (cached by the download's checksum); copied to ``out`` if given, else the
-    cached file itself is returned."""
-    from .hub import download, fetch, resolve_source
-
-    if out is not None and not Path(out).parent.is_dir():  # before a download that could not be written
-        raise OutputError(f"{out}: the directory {Path(out).parent} does not exist; create it first")
-    if model is not None and resolve_name(model) != name:
-        raise UsageError(f"the source names {name} but --model names {resolve_name(model)}; give one of them")
-    if dtype != "float32" or allow_non_finite:  # not the cached float32 conversion: convert the download itself
-        blob = download(resolve_source(name, source, sources_file))
-        return convert(blob, to, model=name, out=out or Path.cwd() / f"{name}{EXTENSIONS[to]}", dtype=dtype,
-                       allow_non_finite=allow_non_finite)
-    native = fetch(name, to, source=source, sources_file=sources_file)
-    if out is None:
-        return native
-    out = Path(out)
-    with atomic_output(out) as tmp:
-        shutil.copyfile(native, tmp)
+    run_job(to, "convert", job)
     return out
 
 
@@ -253,18 +211,18 @@ def convert_here(src: str | Path, to: str, *, model: str | None = None, out: str
         shown = ", ".join(dropped[:3]) + (" ..." if len(dropped) > 3 else "")
         print(f"note: {src.name}: left out {len(dropped)} entries the model does not use ({shown})", file=sys.stderr)
     state = _cast(state, src, dtype)
-    if to == "safetensors":
+    if to == CANONICAL:
         metadata = {"zoo.model": label, "zoo.spec": spec.to_json(), "zoo.source": src.name,
                     "zoo.sha256": sha256_file(src), "zoo.flavour": "torch"}
         write_canonical(state, out, metadata)
         return out
     native = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in to_native(state, spec, to).items()}
-    if to in WRITERS:
-        save = WRITERS[to]
-    else:
+    save = numpy_writer(to)
+    if save is None:
         from .frameworks import get_backend
 
-        save = get_backend(to).save_native
+        get_backend(to)  # the error that names the extra, if it is missing
+        save = FRAMEWORKS[to].backend("io").save_native
     with atomic_output(out) as tmp:
         save(native, tmp)
     return out

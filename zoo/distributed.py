@@ -15,14 +15,7 @@ import os
 from dataclasses import dataclass
 
 from .errors import UsageError
-
-# launcher -> (framework, rank variable, world-size variable)
-_LAUNCHERS = (
-    ("torchrun", "torch", "RANK", "WORLD_SIZE"),
-    ("paddle.distributed.launch", "paddle", "PADDLE_TRAINER_ID", "PADDLE_TRAINERS_NUM"),
-    ("msrun", "mindspore", "RANK_ID", "RANK_SIZE"),
-    ("mpirun", "jittor", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
-)
+from .frameworks import FRAMEWORKS
 
 
 @dataclass(frozen=True)
@@ -39,7 +32,10 @@ class Launch:
 def detect() -> Launch | None:
     """The launcher this process runs under, if it started more than one rank."""
     env = os.environ
-    for launcher, framework, rank_var, size_var in _LAUNCHERS:
+    for framework, fw in FRAMEWORKS.items():
+        if fw.launcher is None:
+            continue
+        launcher, rank_var, size_var = fw.launcher.name, fw.launcher.rank_var, fw.launcher.size_var
         if launcher == "msrun" and env.get("MS_ROLE") in ("MS_WORKER", "MS_SCHED"):
             if env["MS_ROLE"] == "MS_SCHED":
                 return Launch(launcher, framework, -1, int(env.get("MS_WORKER_NUM", "1")), scheduler=True)
@@ -62,13 +58,17 @@ def check(framework: str) -> Launch | None:
     import shutil
 
     launch = detect()
-    if launch is not None and launch.framework == framework == "jittor" and shutil.which("mpicc") is None:
-        raise UsageError("Jittor has MPI support only where OpenMPI's mpicc is installed (apt-get install "
-                         "libopenmpi-dev), and there is none here: run zoo eval -f jittor without mpirun")
-    if launch is not None and launch.framework != framework:
-        own = next(name for name, fw, *_ in _LAUNCHERS if fw == framework)
-        raise UsageError(f"zoo eval -f {framework} runs under {own}, not {launch.launcher} "
-                         f"(found its rank variables); start it with {own}")
+    if launch is None:
+        return None
+    own = FRAMEWORKS[framework].launcher
+    if launch.framework == framework and own.needs_program and shutil.which(own.needs_program) is None:
+        raise UsageError(f"{FRAMEWORKS[framework].title} runs under {own.name} only where {own.needs_hint} is "
+                         f"installed, and there is none here: run zoo eval -f {framework} without {own.name}")
+    if launch.framework != framework:
+        if own is None:
+            raise UsageError(f"zoo eval -f {framework} has no launcher; run it in one process")
+        raise UsageError(f"zoo eval -f {framework} runs under {own.name}, not {launch.launcher} "
+                         f"(found its rank variables); start it with {own.name}")
     return launch
 
 

@@ -77,7 +77,6 @@ def run_eval_job(framework: str, job: dict) -> None:
     """Worker command ``eval``: writes a JSON result (and optionally the predictions). Under a
     launcher (zoo.distributed) each rank evaluates its own shard; counts are summed and the
     predictions gathered in dataset order, and rank 0 alone writes the predictions."""
-    import importlib
     import math
 
     from .distributed import check, shard
@@ -95,13 +94,12 @@ def run_eval_job(framework: str, job: dict) -> None:
     if launch is not None and launch.scheduler:
         # Serve the ranks until they are done; MindSpore ends this process from inside init().
         Path(job["output"]).write_text(json.dumps({"rank": -1}))
-        importlib.import_module(f"{resolve_framework(framework).backend_module}.collective").Collective(device)
+        resolve_framework(framework).backend("collective").Collective(device)
         return
     runner = runner_class(framework)(device, job.get("mode"))
     collective = None
     if launch is not None:
-        module = importlib.import_module(f"{resolve_framework(framework).backend_module}.collective")
-        collective = module.Collective(device)
+        collective = resolve_framework(framework).backend("collective").Collective(device)
     rank, world = (collective.rank, collective.world_size) if collective else (0, 1)
     model = runner.load(spec, job.get("weights"))
     batch_size = job.get("batch_size", 32)
@@ -186,8 +184,9 @@ def evaluate(name: str | None, framework: str, data: str | Path, *, weights: str
     import tempfile
 
     from .errors import CheckpointFormatError
-    from .frameworks import check_device, check_mode, resolve_framework
-    from .worker import require_installed, run_worker
+    from .frameworks import resolve_framework
+    from .preflight import check_device, check_mode
+    from .worker import require_installed, run_job
 
     from .distributed import check
 
@@ -214,7 +213,7 @@ def evaluate(name: str | None, framework: str, data: str | Path, *, weights: str
     if weights is None:
         if variant is None:
             raise UsageError("a custom model needs --weights")
-        from .hub import fetch
+        from .pretrained import fetch
 
         weights = str(fetch(label, fw, source=source))
     if variant is not None:  # the classifier as the file has it (MindCV's factory default is 1001 classes)
@@ -227,8 +226,7 @@ def evaluate(name: str | None, framework: str, data: str | Path, *, weights: str
         job = {"spec": spec.to_json(), "weights": str(weights), "data": str(data), "device": device, "mode": mode,
                "batch_size": batch_size, "limit": limit, "output": str(out), "predictions": predictions,
                "preprocessing": dataclasses.asdict(pre)}
-        (Path(tmp) / "job.json").write_text(json.dumps(job))
-        run_worker(fw, "eval", str(Path(tmp) / "job.json"))
+        run_job(fw, "eval", job, tmp)
         result = json.loads(out.read_text())
     published = variant.published if variant else None
     return {"model": label, "mode": mode, **result, "published_top1": published.top1 if published else None,

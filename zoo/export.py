@@ -27,27 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import OutputError, UsageError
+from .frameworks import FRAMEWORKS, REFERENCE, ExportFormat, export_formats
+from .parity import PARITY_LIMIT
 
 
-@dataclass(frozen=True)
-class ExportFormat:
-    name: str
-    framework: str
-    runtime: str
-    suffix: str          # the output's suffix; "" for a directory
-
-    @property
-    def is_directory(self) -> bool:
-        return not self.suffix
-
-
-FORMATS = {f.name: f for f in (
-    ExportFormat("onnx", "torch", "ONNX Runtime", ".onnx"),
-    ExportFormat("torchscript", "torch", "torch.jit", ".pt"),
-    ExportFormat("paddle-inference", "paddle", "Paddle Inference", ""),
-    ExportFormat("mindir", "mindspore", "MindSpore GraphCell", ".mindir"),
-)}
-DEFAULT_FORMAT = {"torch": "onnx", "paddle": "paddle-inference", "mindspore": "mindir"}
 CHECK_BATCHES = (1, 3)
 REPORT_FILE = "zoo-export.json"  # beside the files of a directory artefact
 
@@ -65,31 +48,33 @@ class ExportResult:
     weights: str
     reference: str
     checks: list[dict] = field(default_factory=list)   # batch, output, rel
-    tolerance: float = 1e-4
+    tolerance: float = PARITY_LIMIT
     export_s: float = 0.0
     passed: bool = False
 
 
-def resolve_format(fmt: str | None, framework: str | None) -> ExportFormat:
-    """The format asked for; ``-f`` alone picks its framework's deployment format, both must agree."""
+def resolve_format(fmt: str | None, framework: str | None) -> tuple[ExportFormat, str]:
+    """The format asked for and the framework that writes it; ``-f`` alone picks its framework's
+    deployment format, both must agree."""
     from .frameworks import resolve_framework
 
     fw = resolve_framework(framework).name if framework else None
+    formats = export_formats()
     if fmt is None:
         if fw is None:
-            raise UsageError("give --format (onnx, torchscript, paddle-inference, mindir) or -f FRAMEWORK")
-        if fw not in DEFAULT_FORMAT:
+            raise UsageError(f"give --format ({', '.join(formats)}) or -f FRAMEWORK")
+        if not FRAMEWORKS[fw].exports:
             raise UsageError(f"{fw} has no deployment format of its own; export --format onnx (the weights are "
                              "the same in every framework)")
-        return FORMATS[DEFAULT_FORMAT[fw]]
+        return FRAMEWORKS[fw].exports[0], fw
     key = fmt.strip().lower().replace("_", "-")
-    if key not in FORMATS:
-        raise UsageError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    chosen = FORMATS[key]
-    if fw is not None and fw != chosen.framework:
-        raise UsageError(f"{chosen.name} is exported from {chosen.framework}, not {fw}: drop -f, or use "
-                         f"-f {chosen.framework} (any checkpoint converts to it)")
-    return chosen
+    if key not in formats:
+        raise UsageError(f"unknown format {fmt!r}; choose one of: {', '.join(formats)}")
+    chosen, writer = formats[key][0], formats[key][1].name
+    if fw is not None and fw != writer:
+        raise UsageError(f"{chosen.name} is exported from {writer}, not {fw}: drop -f, or use "
+                         f"-f {writer} (any checkpoint converts to it)")
+    return chosen, writer
 
 
 def _check_writable(out: Path, fmt: ExportFormat) -> None:
@@ -124,27 +109,22 @@ def _metadata(label: str, spec, variant) -> dict[str, str]:
 def export(model: str | None, fmt: str | None = None, *, framework: str | None = None, weights: str | None = None,
            source: str = "official", sources_file: str | None = None, out: str | Path | None = None,
            image_size: int | None = None, features_only: bool = False, out_indices=None,
-           tolerance: float = 1e-4, device: str = "cpu") -> ExportResult:
+           tolerance: float = PARITY_LIMIT, device: str = "cpu") -> ExportResult:
     from .errors import CheckpointFormatError, VerificationFailed
     from .evaluate import _model_of
-    from .frameworks import check_device
+    from .preflight import check_device
     from .progress import say
     from .spec import plan
-    from .worker import require_installed, run_worker
+    from .worker import require_installed, run_job
 
-    chosen = resolve_format(fmt, framework)
-    fw = chosen.framework
+    chosen, fw = resolve_format(fmt, framework)
     # Everything that can be refused is refused before weights are fetched or anything is built.
     require_installed(fw)
-    if chosen.name == "onnx":
-        from .frameworks import FRAMEWORKS
-        from .frameworks import _runtime_installed
+    checked_in = next((m for m in FRAMEWORKS[fw].execution if m.runtime == chosen.name), None)
+    if checked_in is not None and checked_in.needs:
+        from .preflight import require_runtime
 
-        if not _runtime_installed(FRAMEWORKS["torch"], "onnxruntime"):
-            from .errors import FrameworkNotInstalledError
-
-            raise FrameworkNotInstalledError("ONNX export needs onnx, onnxscript and onnxruntime (to check the "
-                                             "file); install with: pip install 'res2net-zoo[onnx]'")
+        require_runtime(FRAMEWORKS[fw], checked_in.name, f"{chosen.name.upper()} export", " (to check the file)")
     if weights and not Path(weights).is_file():
         raise CheckpointFormatError(f"{weights}: no such file")
     label, spec, variant = _model_of(model, weights)
@@ -160,7 +140,7 @@ def export(model: str | None, fmt: str | None = None, *, framework: str | None =
     if weights is None:
         if variant is None:
             raise UsageError("a custom model needs --weights")
-        from .hub import fetch
+        from .pretrained import fetch
 
         weights = str(fetch(label, "safetensors", source=source, sources_file=sources_file))
         weights_label = f"released ({source})"
@@ -172,7 +152,7 @@ def export(model: str | None, fmt: str | None = None, *, framework: str | None =
 
         spec = identify_model(read_raw(weights), Path(weights), label)[1]
     size = image_size or (variant.preprocessing.input_size if variant else 224)
-    reference_fw = "torch" if require_or_none("torch") else fw
+    reference_fw = REFERENCE if FRAMEWORKS[REFERENCE].is_installed() else fw
     with tempfile.TemporaryDirectory(prefix="zoo-export-") as tmp:
         d = Path(tmp)
         staged = d / "artefact"
@@ -186,25 +166,23 @@ def export(model: str | None, fmt: str | None = None, *, framework: str | None =
         started = time.perf_counter()
         job = {"spec": spec.to_json(), "weights": str(weights), "format": chosen.name, "directory": str(staged),
                "example": inputs[-1], "out_indices": indices, "metadata": _metadata(label, spec, variant)}
-        (d / "export.json").write_text(json.dumps(job))
         with _failure_as(VerificationFailed, f"{chosen.name} export of {label} failed in {fw}"):
-            run_worker(fw, "export", str(d / "export.json"))
+            run_job(fw, "export", job, d)
         export_s = time.perf_counter() - started
         say(f"checking the artefact in {chosen.runtime} at batch {' and '.join(map(str, CHECK_BATCHES))}")
         names = [f"feature{i}" for i in indices] if indices is not None else ["logits"]
         outputs = [str(d / f"out{b}.npz") for b in CHECK_BATCHES]
         check = {"format": chosen.name, "directory": str(staged), "inputs": inputs, "outputs": outputs,
                  "names": names, "device": device}
-        (d / "check.json").write_text(json.dumps(check))
         with _failure_as(VerificationFailed, f"the {chosen.name} artefact of {label} failed in {chosen.runtime}"):
-            run_worker(fw, "run-deployed", str(d / "check.json"))
+            run_job(fw, "run-deployed", check, d)
         references = _reference(reference_fw, spec, f"{label} reference", weights, inputs, indices, d)
         result = ExportResult(label, chosen.name, fw, chosen.runtime, str(out), [],
                               ["batch", spec.in_chans, size, size], names, weights_label,
-                              f"{reference_fw} ({'cpu, eager' if reference_fw == 'torch' else 'its first mode'}, fp32)"
-                              + ("" if reference_fw == "torch" else "; torch is not installed"),
+                              f"{reference_fw} (cpu, {FRAMEWORKS[reference_fw].modes[0]}, fp32)"
+                              + ("" if reference_fw == REFERENCE else f"; {REFERENCE} is not installed"),
                               tolerance=tolerance, export_s=round(export_s, 2))
-        from .verify import relative
+        from .parity import relative
 
         for b, produced, expected in zip(CHECK_BATCHES, outputs, references):
             got = np.load(produced)
@@ -235,20 +213,13 @@ def _failure_as(cls, what: str):
         raise cls(f"{what}: {str(exc).split(': ', 1)[-1]}; nothing was written") from None
 
 
-def require_or_none(framework: str) -> bool:
-    from .frameworks import resolve_framework
-
-    return resolve_framework(framework).is_installed()
-
-
 def _reference(framework: str, spec, spec_label: str, weights: str, inputs: list[str], indices, d: Path) -> list[list[np.ndarray]]:
     """The reference outputs per input: the logits, or the selected stage outputs."""
-    from .worker import run_worker
+    from .worker import run_job
 
     jobs = [{"spec": spec.to_json(), "label": spec_label, "weights": weights, "input": x, "output": str(d / f"ref{i}.npz"),
              "features": True} for i, x in enumerate(inputs)]
-    (d / "reference.json").write_text(json.dumps(jobs))
-    run_worker(framework, "logits", str(d / "reference.json"))
+    run_job(framework, "logits", jobs, d)
     results = []
     for i in range(len(inputs)):
         ref = np.load(d / f"ref{i}.npz")
@@ -276,11 +247,9 @@ def _publish(staged: Path, out: Path, fmt: ExportFormat, result: ExportResult) -
 
 
 def _deploy_module(framework: str):
-    import importlib
-
     from .frameworks import resolve_framework
 
-    return importlib.import_module(f"{resolve_framework(framework).backend_module}.deploy")
+    return resolve_framework(framework).backend("deploy")
 
 
 def export_job(framework: str, job: dict) -> None:

@@ -1,4 +1,5 @@
-"""Pretrained weights: where they live, a verified download cache, one conversion per framework.
+"""The download cache: where released weights live, fetched once, verified, content-addressed.
+(Converting them, once per framework: ``zoo.pretrained``.)
 
 Cache layout under ``$ZOO_HOME`` (default: the platform's user cache dir, ``res2net-zoo``)::
 
@@ -36,10 +37,10 @@ from urllib.parse import unquote, urlsplit
 from .atomic import atomic_output
 from .errors import DownloadError, UsageError
 from .spec import get_variant, resolve_name
+from .spec.registry import SHA256_IN_FILE_NAME
 
 HF_ENDPOINT_DEFAULT = "https://huggingface.co"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_NAME_PREFIX = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")  # torch-hub: name-<sha256 prefix>.pth
 _CHUNK = 1 << 20
 _ATTEMPTS = 4
 
@@ -68,6 +69,14 @@ class Source:
         if self.sha256_prefix and not digest.startswith(self.sha256_prefix):
             raise DownloadError(f"checksum mismatch for {self.url}: expected sha256 starting "
                                 f"{self.sha256_prefix}, got {digest}; the download was deleted")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def zoo_home() -> Path:
@@ -134,7 +143,7 @@ def local_path(url: str) -> Path | None:
 
 
 def _prefix_from_url(url: str) -> str:
-    m = _NAME_PREFIX.search(url.rsplit("/", 1)[-1])
+    m = SHA256_IN_FILE_NAME.search(url.rsplit("/", 1)[-1])
     return m.group(1) if m else ""
 
 
@@ -276,8 +285,6 @@ def download(src: Source) -> Path:
             return blob
         part = home / "partial" / f"{src.key}.part"
         _transfer(src, part)
-        from .convert import sha256_file
-
         digest = sha256_file(part)
         try:
             src.check(digest)
@@ -292,35 +299,3 @@ def download(src: Source) -> Path:
         if not (src.sha256 or src.sha256_prefix):
             print(f"note: {src.url} has no published checksum; recorded sha256 {digest}", file=sys.stderr)
     return blob
-
-
-def fetch(name: str, framework: str | None = None, *, source: str = "official",
-          sources_file: str | Path | None = None) -> Path:
-    """Download (once) and convert (once) the pretrained weights of ``name`` for ``framework``
-    (or to canonical ``safetensors``); returns the native file, or the verified download itself
-    when ``framework`` is None."""
-    from filelock import FileLock
-
-    from .convert import EXTENSIONS, IN_PROCESS, convert
-    from .frameworks import resolve_framework
-    from .worker import require_installed
-
-    name = resolve_name(name)
-    fw = None
-    if framework is not None:
-        fw = "safetensors" if framework.lower() == "safetensors" else resolve_framework(framework).name
-        if fw not in IN_PROCESS:
-            require_installed(fw)  # before a download that could not be used
-    src = resolve_source(name, source, sources_file)
-    blob = download(src)
-    if fw is None:
-        return blob
-    home = zoo_home()
-    out = home / "native" / fw / blob.name / f"{name}{EXTENSIONS[fw]}"
-    if out.is_file():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(home / "locks" / f"native-{fw}-{blob.name[:32]}-{name}.lock")):
-        if not out.is_file():
-            convert(blob, fw, model=name, out=out)
-    return out

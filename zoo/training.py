@@ -43,6 +43,12 @@ class SGD:
         """Whether a parameter of this rank gets weight decay (1-d: norms and biases)."""
         return self.decay_norm_and_bias or ndim > 1
 
+    def param_groups(self, params: list) -> list[tuple[list, float]]:
+        """(parameters, weight decay) groups for a framework's optimizer (anything with ``.shape``)."""
+        decay = [p for p in params if self.decays(len(p.shape))]
+        rest = [p for p in params if not self.decays(len(p.shape))]
+        return [(decay, self.weight_decay)] + ([(rest, 0.0)] if rest else [])
+
     def as_dict(self) -> dict:
         return asdict(self)
 
@@ -72,6 +78,40 @@ class StepOutput:
 # of the kink: a port may take either side, each with a valid gradient. Real differences between
 # ports move inputs by far more (the parity limit is 1e-4 of the largest value).
 KINK_WINDOW = 1e-4
+
+
+class Kinks:
+    """The ReLU decisions of one step, call by call: recorded (the framework's ``input > 0``), or
+    followed from another run's (``follow``: one boolean array per call, in call order). The
+    backends' ReLU hooks do the framework's part; the bookkeeping is here."""
+
+    def __init__(self, follow: list[np.ndarray] | None = None):
+        self._pending = iter(follow) if follow is not None else None
+        self.seen: list = []
+        self.followed = 0   # inputs within KINK_WINDOW of 0 that took the other run's side
+
+    @property
+    def following(self) -> bool:
+        return self._pending is not None
+
+    def record(self, decided) -> None:
+        self.seen.append(decided)
+
+    def take(self, shape) -> np.ndarray:
+        """The followed run's decisions for this call, whose input has ``shape``."""
+        mask = next(self._pending, None)
+        if mask is None or tuple(mask.shape) != tuple(shape):
+            raise KinksDiffer(f"ReLU call {len(self.seen) + 1} has input {tuple(shape)}, the followed run's "
+                              f"{None if mask is None else tuple(mask.shape)}")
+        self.seen.append(mask)
+        return mask
+
+    def done(self) -> None:
+        if self.following and next(self._pending, None) is not None:
+            raise KinksDiffer(f"the followed run made more ReLU calls than the {len(self.seen)} made here")
+
+    def arrays(self, to_numpy) -> list[np.ndarray]:
+        return [k if isinstance(k, np.ndarray) else to_numpy(k) for k in self.seen]
 
 
 class KinksDiffer(ValueError):

@@ -19,11 +19,11 @@ import numpy as np
 
 from .convert import EXTENSIONS, convert
 from .errors import ZooError
-from .frameworks import resolve_framework
+from .frameworks import REFERENCE, resolve_framework
+from .parity import PARITY_LIMIT, relative
 from .spec import VARIANTS, Res2NetSpec, feature_info, get_spec, list_variants, resolve_name
-from .worker import run_worker
+from .worker import run_job
 
-DEFAULT_TOLERANCE = 1e-4  # ../shared/DESIGN.md parity limit
 
 
 @dataclass
@@ -41,11 +41,6 @@ class Comparison:
     top1_agreement: float = 0.0
     first_stage_over: str | None = None   # where the port first leaves the limit
     passed: bool = False
-
-
-def relative(candidate: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
-    diff = float(np.abs(candidate - reference).max())
-    return diff, diff / max(1.0, float(np.abs(reference).max()))
 
 
 def _pretrained_if_cached(name: str) -> Path | None:
@@ -97,8 +92,7 @@ def prepare_weights(targets: dict[str, Res2NetSpec], weights: str | None, d: Pat
             random_jobs.append({"spec": spec.to_json(), "label": label, "out": str(out), "size": random_size})
     if random_jobs:
         _log(f"zoo verify: realistic random weights for {len(random_jobs)} model(s) (torch worker)")
-        (d / "calibrate.json").write_text(json.dumps(random_jobs))
-        run_worker("torch", "calibrate", str(d / "calibrate.json"))
+        run_job(REFERENCE, "calibrate", random_jobs, d)
         for job in random_jobs:
             canonical[job["label"]] = Path(job["out"])
             labels[job["label"]] = "random, calibrated BN"
@@ -115,7 +109,8 @@ def written_spec(canonical: Path) -> Res2NetSpec:
 
 
 def _custom_canonical(source: Path, spec: Res2NetSpec, label: str, out: Path) -> Path:
-    from .convert import sha256_file, write_canonical
+    from .convert import write_canonical
+    from .hub import sha256_file
     from .converters.read import read_canonical
     from .converters.state import match_layout
 
@@ -129,23 +124,36 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def verify(framework: str, models: list[str] | None = None, *, weights: str | None = None, device: str = "cpu",
-           mode: str | None = None, tolerance: float = DEFAULT_TOLERANCE, image_size: int | None = None,
-           batch: int = 2) -> list[Comparison]:
+def checked_request(framework: str, models: list[str] | None, weights: str | None) -> tuple[str, dict]:
+    """(framework, label -> spec) of a verify request whose models and weights make sense."""
     from .errors import CheckpointFormatError, UsageError
-    from .frameworks import check_device, check_mode
-    from .worker import require_installed
 
     fw = resolve_framework(framework).name
     targets = model_targets(models)
-    names = list(targets)
-    if weights and len(names) != 1:
+    if weights and len(targets) != 1:
         raise UsageError("--weights belongs to one model: give exactly one model with it")
     if weights and not Path(weights).is_file():
         raise CheckpointFormatError(f"{weights}: no such file")
-    # Everything that can be refused is refused before any weights or references are computed.
-    require_installed("torch")  # the reference
+    return fw, targets
+
+
+def require_frameworks(fw: str) -> None:
+    """The reference and the candidate, installed."""
+    from .worker import require_installed
+
+    require_installed(REFERENCE)
     require_installed(fw)
+
+
+def verify(framework: str, models: list[str] | None = None, *, weights: str | None = None, device: str = "cpu",
+           mode: str | None = None, tolerance: float = PARITY_LIMIT, image_size: int | None = None,
+           batch: int = 2) -> list[Comparison]:
+    from .preflight import check_device, check_mode
+
+    # Everything that can be refused is refused before any weights or references are computed.
+    fw, targets = checked_request(framework, models, weights)
+    names = list(targets)
+    require_frameworks(fw)
     mode = check_mode(fw, mode)
     check_device(fw, device)
     results = []
@@ -165,11 +173,9 @@ def verify(framework: str, models: list[str] | None = None, *, weights: str | No
             candidate_jobs.append(common | {"weights": str(native), "output": str(d / f"{i}-cand.npz"),
                                             "device": device, "mode": mode})
         _log(f"zoo verify: torch reference for {len(names)} model(s)")
-        (d / "reference.json").write_text(json.dumps(reference_jobs))
-        run_worker("torch", "logits", str(d / "reference.json"))
+        run_job(REFERENCE, "logits", reference_jobs, d)
         _log(f"zoo verify: {fw} on {device} ({mode}) for {len(names)} model(s)")
-        (d / "candidate.json").write_text(json.dumps(candidate_jobs))
-        run_worker(fw, "logits", str(d / "candidate.json"))
+        run_job(fw, "logits", candidate_jobs, d)
         for n, name in enumerate(names, 1):
             ref, cand = np.load(d / f"{n}-ref.npz"), np.load(d / f"{n}-cand.npz")
             result = Comparison(name, fw, labels[name], sizes[name], device, mode)

@@ -30,26 +30,13 @@ import numpy as np
 from .errors import UsageError
 from .spec import Res2NetSpec, canonical_layout
 from .training import SGD
-from .verify import DEFAULT_TOLERANCE, relative
-
-# Gradients in fp32 through 50 train-mode BatchNorms: the worst tensor's max |d| / max |g|
-# measured over the variants and ports at 64 px, batch 4 (README, "Training parity").
-GRADIENT_TOLERANCE = 1e-3
+from .parity import GRADIENT_LIMIT, PARITY_LIMIT, relative, relative_to_peak
 DEFAULT_STEPS = 3
 DEFAULT_BATCH = 4
 # Fine-tuning's scale: the paper's 0.1 is for batch 256; at batch 4 on random labels it makes the
 # reference's own loss run away (res2net50: 9.7, 22.8, 34.6 over three steps).
 DEFAULT_LR = 0.01
 _KINDS = ("stage", "loss", "gradient", "statistic", "momentum", "parameter")
-
-
-def relative_to_peak(candidate: np.ndarray, reference: np.ndarray) -> float:
-    """max |d| / max |reference| of one tensor (gradients, momentum buffers)."""
-    peak = float(np.abs(reference).max()) if reference.size else 0.0
-    diff = float(np.abs(candidate - reference).max()) if reference.size else 0.0
-    if peak == 0.0:
-        return 0.0 if diff == 0.0 else float("inf")
-    return diff / peak
 
 
 @dataclass
@@ -132,7 +119,7 @@ def run_train_check(framework: str, jobs: list[dict]) -> None:
     from .progress import say
     from .training import KinksDiffer
 
-    backend = importlib.import_module(f"{resolve_framework(framework).backend_module}.train")
+    backend = resolve_framework(framework).backend("train")
     for i, job in enumerate(jobs, 1):
         if len(jobs) > 1:
             say(f"{framework}: training {job.get('label', job.get('model'))} ({i}/{len(jobs)})")
@@ -260,30 +247,24 @@ def _log(message: str) -> None:
 
 
 def verify_train(framework: str, models: list[str], *, weights: str | None = None, device: str = "cpu",
-                 mode: str | None = None, tolerance: float = DEFAULT_TOLERANCE,
-                 grad_tolerance: float = GRADIENT_TOLERANCE, image_size: int | None = None,
+                 mode: str | None = None, tolerance: float = PARITY_LIMIT,
+                 grad_tolerance: float = GRADIENT_LIMIT, image_size: int | None = None,
                  batch: int = DEFAULT_BATCH, steps: int = DEFAULT_STEPS, sgd: SGD | None = None) -> list[TrainComparison]:
     from .convert import EXTENSIONS, convert
-    from .errors import CheckpointFormatError
-    from .frameworks import check_device, check_train_mode, resolve_framework
-    from .verify import model_targets, prepare_weights, written_spec
-    from .worker import require_installed, run_worker
+    from .frameworks import REFERENCE
+    from .preflight import check_device, check_train_mode
+    from .verify import checked_request, prepare_weights, require_frameworks, written_spec
+    from .worker import run_job
 
-    fw = resolve_framework(framework).name
     sgd = sgd or SGD(lr=DEFAULT_LR)
-    targets = model_targets(models)
-    if weights and len(targets) != 1:
-        raise UsageError("--weights belongs to one model: give exactly one model with it")
-    if weights and not Path(weights).is_file():
-        raise CheckpointFormatError(f"{weights}: no such file")
+    fw, targets = checked_request(framework, models, weights)
     if steps < 1 or batch < 2:
         raise UsageError("--steps must be at least 1 and --batch-size at least 2 (BatchNorm in train mode needs "
                          "more than one value per channel)")
     headless = [label for label, spec in targets.items() if spec.num_classes == 0]
     if headless:
         raise UsageError(f"{', '.join(headless)}: no classifier to train; --train needs a model with one")
-    require_installed("torch")
-    require_installed(fw)
+    require_frameworks(fw)
     mode = check_train_mode(fw, mode)
     check_device(fw, device)
     results = []
@@ -299,14 +280,13 @@ def verify_train(framework: str, models: list[str], *, weights: str | None = Non
             native = convert(canonical[label], fw, out=d / f"{i}{EXTENSIONS[fw]}")
             common = {"spec": spec.to_json(), "label": label, "data": str(data), "sgd": sgd.as_dict()}
             # The reference first: the candidate follows its state and kinks step by step.
-            runs = [("the reference torch", "torch", common | {"weights": str(canonical[label]),
+            runs = [(f"the reference {REFERENCE}", REFERENCE, common | {"weights": str(canonical[label]),
                                                                "out": str(d / f"{i}-ref"), "record_kinks": True}),
                     (fw, fw, common | {"weights": str(native), "out": str(d / f"{i}-cand"), "device": device,
                                        "mode": mode, "follow": str(d / f"{i}-ref")})]
             for who, worker, job in runs:
                 _log(f"zoo verify --train: {label}, {steps} step(s) in {who}")
-                (d / "job.json").write_text(json.dumps([job]))
-                run_worker(worker, "train-check", str(d / "job.json"))
+                run_job(worker, "train-check", [job], d)
             result = TrainComparison(label, fw, labels[label], size, batch, steps, sgd.describe(), device, mode)
             results.append(compare(result, spec, d / f"{i}-ref", d / f"{i}-cand", tolerance, grad_tolerance))
             for run in ("ref", "cand"):  # hundreds of MB per model: gone before the next one

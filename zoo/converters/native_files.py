@@ -42,4 +42,9 @@ def write_jittor_pkl(native: dict, path: str | Path) -> None:
         f.write(digest.digest() + _JITTOR_TRAILER)
 
 
-WRITERS = {"paddle": write_pdparams, "jittor": write_jittor_pkl}
+def numpy_writer(framework: str):
+    """The framework-free writer the framework's record names, or None (its backend writes)."""
+    from ..frameworks import FRAMEWORKS
+
+    name = FRAMEWORKS[framework].numpy_writer
+    return globals()[name] if name else None

@@ -1,41 +1,27 @@
 """Rename and layout rules between the canonical (official PyTorch) layout and each framework.
 
-One table per framework, keyed by the tensor's role in the canonical layout; nothing else in
-the code renames tensors. A rule names the framework's leaf name (the part after the last dot)
-and whether the tensor is stored transposed.
+One table per framework, keyed by the tensor's role in the canonical layout, held by the
+framework's record (``zoo.frameworks.Framework.rename``); nothing else in the code renames
+tensors. A rule names the framework's leaf name (the part after the last dot) and whether the
+tensor is stored transposed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
+from ..frameworks import FRAMEWORKS, Rule
 from ..spec import Res2NetSpec, canonical_layout
 
 
-@dataclass(frozen=True)
-class Rule:
-    leaf: str | None = None   # None: same leaf name as torch
-    transpose: bool = False   # stored [in, out] instead of torch's [out, in]
+# framework -> role -> Rule: the records' own tables, the same objects
+TABLES: dict[str, Mapping[str, Rule]] = {name: fw.rename for name, fw in FRAMEWORKS.items()}
 
 
-TABLES: dict[str, dict[str, Rule]] = {
-    "torch": {},
-    "jittor": {},  # torch's names and layouts
-    "mindspore": {
-        "bn_weight": Rule("gamma"),
-        "bn_bias": Rule("beta"),
-        "bn_mean": Rule("moving_mean"),
-        "bn_var": Rule("moving_variance"),
-    },
-    "paddle": {
-        "bn_mean": Rule("_mean"),
-        "bn_var": Rule("_variance"),
-        "linear_weight": Rule(transpose=True),
-    },
-}
+def _table(framework: str) -> Mapping[str, Rule]:
+    return FRAMEWORKS[framework].rename
 
 
 def native_name(name: str, rule: Rule | None) -> str:
@@ -47,7 +33,7 @@ def native_name(name: str, rule: Rule | None) -> str:
 def to_native(state: Mapping[str, np.ndarray], spec: Res2NetSpec, framework: str,
               *, features_only: bool = False) -> dict[str, np.ndarray]:
     """Canonical state (already matched to ``spec``) -> the framework's names and layouts."""
-    table = TABLES[framework]
+    table = _table(framework)
     out = {}
     for t in canonical_layout(spec, features_only=features_only):
         if t.name not in state:
@@ -61,7 +47,7 @@ def to_native(state: Mapping[str, np.ndarray], spec: Res2NetSpec, framework: str
 def from_native(state: Mapping[str, np.ndarray], spec: Res2NetSpec, framework: str) -> dict[str, np.ndarray]:
     """The framework's names and layouts -> canonical. Names the spec does not know pass through
     unchanged, so the strict match afterwards reports them as unexpected."""
-    table = TABLES[framework]
+    table = _table(framework)
     canonical_of = {}
     for t in canonical_layout(spec):
         rule = table.get(t.role)

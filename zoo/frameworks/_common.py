@@ -1,10 +1,56 @@
-"""Framework-free helpers shared by the backends' worker commands."""
+"""What the four ports share, framework-free: the bookkeeping of a built model, the one strict
+load path, the model used for inference, and the backends' worker commands. Each port keeps only
+what is its framework's idiom."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from ..spec import Res2NetSpec, get_spec, resolve_name
+from ..spec import Res2NetSpec, get_spec, plan, resolve_name
+
+
+def plan_outputs(model, spec: Res2NetSpec, features_only: bool, out_indices) -> None:
+    """The attributes every port's model carries: its spec and plan, and what it returns (logits,
+    or the stage outputs ``out_indices`` with their ``feature_info``)."""
+    model.spec = spec
+    model.plan = plan(spec)
+    outputs = model.plan.outputs(features_only, out_indices)
+    model.features_only = outputs.features_only
+    model.out_indices = outputs.indices
+    model.feature_info = list(outputs.info)
+    model.has_head = outputs.has_head
+    model.head_is_conv = model.plan.head_is_conv
+
+
+def model_builder(resnet, dla):
+    """A port's ``build_model``: its ResNet-trunk or DLA class, by the spec's topology."""
+    def build_model(spec: Res2NetSpec, *, features_only: bool = False, out_indices=None):
+        cls = dla if spec.topology == "dla" else resnet
+        return cls(spec, features_only=features_only, out_indices=out_indices)
+
+    return build_model
+
+
+def load_weights(framework: str, model, path: str | Path, **options):
+    """A checkpoint file in any supported format, read without the framework, loaded strictly
+    (the backend's ``load_state``)."""
+    from ..converters.read import read_canonical
+    from . import FRAMEWORKS
+
+    FRAMEWORKS[framework].backend("io").load_state(model, read_canonical(path, model.spec), **options)
+    return model
+
+
+def inference_model(framework: str, spec: Res2NetSpec, weights=None, features: bool = False):
+    """The model a Runner runs: built from ``spec``, with its weights (a file) if given; with
+    ``features`` it returns every stage output."""
+    from . import FRAMEWORKS
+
+    out_indices = range(len(spec.plan().features)) if features else None
+    model = FRAMEWORKS[framework].backend().build_model(spec, features_only=features, out_indices=out_indices)
+    return load_weights(framework, model, weights) if weights is not None else model
 
 
 def job_spec(job: dict) -> tuple[str, Res2NetSpec]:
@@ -16,12 +62,10 @@ def job_spec(job: dict) -> tuple[str, Res2NetSpec]:
 
 
 def runner_class(framework: str):
-    """The backend's Runner (imports the backend package first, which configures e.g. Jittor)."""
-    import importlib
-
+    """The backend's Runner (importing the backend package first configures e.g. Jittor)."""
     from . import resolve_framework
 
-    return importlib.import_module(f"{resolve_framework(framework).backend_module}.runner").Runner
+    return resolve_framework(framework).backend("runner").Runner
 
 
 def run_jobs(framework: str, jobs: list[dict]) -> None:
@@ -46,11 +90,14 @@ def run_jobs(framework: str, jobs: list[dict]) -> None:
 
 def checked_native_state(model, state: dict, framework: str, *, reset_head: bool = False, model_name: str = "",
                          allow_non_finite: bool = False) -> dict[str, np.ndarray]:
-    """A canonical state checked strictly and renamed for ``model`` (which has ``state_dict()``
-    of tensors with ``.shape``), and checked once more against the model's own tensors."""
+    """The one strict load path of every port: a canonical state checked against the layout
+    (missing, unexpected, mis-shaped, non-finite: one error naming them), renamed and laid out
+    for the framework, then checked once more against the model's own tensors (the backend's
+    ``native_shapes``), since some frameworks (Jittor) would load a mismatch silently."""
     from ..converters.tables import check_native_layout, native_state
+    from . import FRAMEWORKS
 
     native = native_state(state, model.spec, framework, model_name=model_name, features_only=model.features_only,
                           reset_head=reset_head, allow_non_finite=allow_non_finite)
-    check_native_layout({k: tuple(v.shape) for k, v in model.state_dict().items()}, native, reset_head=reset_head)
+    check_native_layout(FRAMEWORKS[framework].backend("io").native_shapes(model), native, reset_head=reset_head)
     return native

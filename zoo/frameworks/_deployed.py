@@ -35,3 +35,19 @@ class Deployed:
             self._runs[key] = self._load(directory)
         outputs = self._runs[key](np.ascontiguousarray(batch, dtype=np.float32))
         return outputs if self.features else outputs[0]
+
+
+def runtime_of(framework: str, mode: str | None) -> str:
+    """The export format the mode's deployment runtime runs ("" for the framework's own execution)."""
+    from . import FRAMEWORKS
+
+    return FRAMEWORKS[framework].mode(mode).runtime if mode else ""
+
+
+def deployed(framework: str, model, fmt: str, device: str, features: bool) -> Deployed:
+    """``model`` (in eval mode) run through the runtime of ``fmt``, by the backend's ``deploy``."""
+    from . import FRAMEWORKS
+
+    deploy = FRAMEWORKS[framework].backend("deploy")
+    return Deployed(lambda d, x: deploy.export(model, fmt, d, x), lambda d: deploy.load(fmt, d, device),
+                    features=features)

@@ -14,7 +14,8 @@ import re
 from ..errors import UnknownNameError
 from .model import Res2NetSpec
 
-_NAME_PREFIX = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")  # name-<sha256 prefix>.ext (torch hub convention)
+# name-<sha256 prefix>.ext: the torch-hub convention of the official files, checked on download
+SHA256_IN_FILE_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -113,7 +114,7 @@ _PEERS = {"mindcv": ("mindspore", "mindcv"), "paddleclas": ("paddle", "paddlecla
 
 def _peer(tag: str, url: str, top1: float | None = None) -> WeightSource:
     framework, layout = _PEERS[tag]
-    prefix = _NAME_PREFIX.search(url.rsplit("/", 1)[-1]) if tag in ("mindcv", "mmpretrain", "mmdet") else None
+    prefix = SHA256_IN_FILE_NAME.search(url.rsplit("/", 1)[-1]) if tag in ("mindcv", "mmpretrain", "mmdet") else None
     return WeightSource(tag, framework, url=url, sha256_prefix=prefix.group(1) if prefix else "", layout=layout,
                         top1=top1)
 

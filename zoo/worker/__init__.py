@@ -9,6 +9,6 @@ is the child (``python -m zoo.worker FRAMEWORK COMMAND ...``). The client import
 imports it back.
 """
 
-from .client import require_installed, run_worker
+from .client import require_installed, run_job, run_worker
 
-__all__ = ["require_installed", "run_worker"]
+__all__ = ["require_installed", "run_job", "run_worker"]

@@ -99,6 +99,17 @@ def _error(outcome: dict, tail: deque, name: str, code: int) -> errors.ZooError:
     return errors.ZooError(f"{name} worker failed: {outcome.get('message') or last[:200]}")
 
 
+def run_job(framework: str, command: str, job, directory: str | Path | None = None) -> str:
+    """Run a worker command on one JSON job (or a list of jobs): written as ``<command>.json``
+    into ``directory`` (or a private temporary one), the worker started on it."""
+    if directory is None:
+        with tempfile.TemporaryDirectory(prefix="zoo-job-") as tmp:
+            return run_job(framework, command, job, tmp)
+    path = Path(directory) / f"{command}.json"
+    path.write_text(json.dumps(job))
+    return run_worker(framework, command, str(path))
+
+
 def run_worker(framework: str, *args: str) -> str:
     """Run ``python -m zoo.worker FRAMEWORK *args``; returns its stdout, raises its error."""
     fw = require_installed(framework)

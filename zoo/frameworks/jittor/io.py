@@ -7,12 +7,13 @@ shapes are checked against the canonical layout before anything is loaded.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ...converters.read import read_canonical
 from .._common import checked_native_state
 
 FRAMEWORK = "jittor"
+
+
+def native_shapes(model) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def load_state(model, state: dict, *, reset_head: bool = False, model_name: str = "",
@@ -21,13 +22,6 @@ def load_state(model, state: dict, *, reset_head: bool = False, model_name: str 
     # Jittor's load_parameters only logs mismatches: everything is checked before loading.
     model.load_parameters(checked_native_state(model, state, FRAMEWORK, reset_head=reset_head, model_name=model_name,
                                                allow_non_finite=allow_non_finite))
-
-
-def load_weights(model, path: str | Path, *, reset_head: bool = False, model_name: str = "",
-                 allow_non_finite: bool = False):
-    load_state(model, read_canonical(path, model.spec), reset_head=reset_head, model_name=model_name,
-               allow_non_finite=allow_non_finite)
-    return model
 
 
 # --- worker commands (see zoo.worker) ---------------------------------------------------------

@@ -10,8 +10,9 @@ from __future__ import annotations
 import jittor as jt
 from jittor import nn
 
-from ...spec import BN_EPS, BN_MOMENTUM, BlockPlan, ConvBN, FeatureInfo, NetworkPlan, Res2NetSpec, TreePlan, plan
+from ...spec import BN_EPS, BN_MOMENTUM, BlockPlan, ConvBN, NetworkPlan, Res2NetSpec, TreePlan
 from .. import FRAMEWORKS
+from .._common import model_builder, plan_outputs
 from .pooling import AvgPool2d, MaxPool2d
 
 
@@ -171,13 +172,7 @@ class _Res2NetBase(nn.Module):
 
     def __init__(self, spec: Res2NetSpec, features_only: bool, out_indices):
         super().__init__()
-        self.spec = spec
-        self.plan = plan(spec)
-        outputs = self.plan.outputs(features_only, out_indices)
-        self.features_only = outputs.features_only
-        self.out_indices = outputs.indices
-        self.feature_info: list[FeatureInfo] = list(outputs.info)
-        self.has_head = outputs.has_head
+        plan_outputs(self, spec, features_only, out_indices)
 
     def forward_head(self, x):
         x = x.mean(dims=(2, 3), keepdims=self.plan.head_is_conv)
@@ -244,6 +239,4 @@ class DLA(_Res2NetBase):
         return feats
 
 
-def build_model(spec: Res2NetSpec, *, features_only: bool = False, out_indices=None) -> _Res2NetBase:
-    cls = DLA if spec.topology == "dla" else Res2Net
-    return cls(spec, features_only=features_only, out_indices=out_indices)
+build_model = model_builder(Res2Net, DLA)

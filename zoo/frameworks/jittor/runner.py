@@ -6,6 +6,7 @@ import jittor as jt
 import numpy as np
 
 from ...errors import UsageError
+from .._common import inference_model
 
 
 class Runner:
@@ -21,10 +22,7 @@ class Runner:
         jt.flags.lazy_execution = 0 if mode == "eager" else 1
 
     def load(self, spec, weights, features: bool = False):
-        from ... import create_model
-
-        out_indices = range(len(spec.plan().features)) if features else None
-        model = create_model(spec, "jittor", weights=weights, features_only=features, out_indices=out_indices)
+        model = inference_model("jittor", spec, weights, features)
         model.eval()
         return model
 

@@ -15,7 +15,7 @@ import contextlib
 import jittor as jt
 import numpy as np
 
-from ...training import KINK_WINDOW, SGD, KinksDiffer, StepOutput
+from ...training import KINK_WINDOW, SGD, Kinks, StepOutput
 
 
 def _trainable(model: jt.Module) -> list[tuple[str, jt.Var]]:
@@ -24,11 +24,7 @@ def _trainable(model: jt.Module) -> list[tuple[str, jt.Var]]:
 
 def create_optimizer(model: jt.Module, sgd: SGD) -> jt.optim.SGD:
     trainable = [p for _, p in _trainable(model)]
-    decay = [p for p in trainable if sgd.decays(len(p.shape))]
-    rest = [p for p in trainable if not sgd.decays(len(p.shape))]
-    groups = [{"params": decay, "weight_decay": sgd.weight_decay}]
-    if rest:
-        groups.append({"params": rest, "weight_decay": 0.0})
+    groups = [{"params": params, "weight_decay": decay} for params, decay in sgd.param_groups(trainable)]
     return jt.optim.SGD(groups, lr=sgd.lr, momentum=sgd.momentum, weight_decay=sgd.weight_decay, dampening=0.0,
                         nesterov=sgd.nesterov)
 
@@ -53,25 +49,18 @@ class Trainer:
         return ((1.0 - self.label_smoothing) * nll - self.label_smoothing * logp.mean(dim=1)).mean()
 
     @contextlib.contextmanager
-    def _relus(self, seen: list, follow: list[np.ndarray] | None, counter: list[int]):
-        """Record every ReLU call's ``input > 0``; with ``follow``, take those decisions where the
-        input is within rounding of 0 (see zoo.training.KINK_WINDOW). Jittor keeps one forward
-        hook per module, removed by deleting it."""
-        pending = iter(follow) if follow is not None else None
-
+    def _relus(self, kinks: Kinks):
+        """Record every ReLU call's ``input > 0`` into ``kinks``, or follow its decisions where the
+        input is within rounding of 0 (zoo.training.KINK_WINDOW). Jittor keeps one forward hook
+        per module, removed by deleting it."""
         def hook(module, inputs, output):
-            z = inputs[0]
-            if pending is None:
-                seen.append((output > 0).stop_grad())
+            if not kinks.following:
+                kinks.record((output > 0).stop_grad())
                 return None
-            mask = next(pending, None)
-            if mask is None or tuple(mask.shape) != tuple(z.shape):
-                raise KinksDiffer(f"ReLU call {len(seen) + 1} has input {tuple(z.shape)}, the followed run's "
-                                  f"{None if mask is None else tuple(mask.shape)}")
-            seen.append(mask)
-            other = jt.array(mask)
+            z = inputs[0]
+            other = jt.array(kinks.take(z.shape))
             near = (z.abs() <= KINK_WINDOW * z.abs().max()).stop_grad()
-            counter[0] += int((near & (other != (z > 0))).sum().numpy())
+            kinks.followed += int((near & (other != (z > 0))).sum().numpy())
             return jt.ternary(near, z * other.float32(), output)
 
         relus = [m for m in self.model.modules() if isinstance(m, jt.nn.ReLU)]
@@ -79,22 +68,20 @@ class Trainer:
             m.register_forward_hook(hook)
         try:
             yield
-            if pending is not None and next(pending, None) is not None:
-                raise KinksDiffer(f"the followed run made more ReLU calls than the {len(seen)} made here")
+            kinks.done()
         finally:
             for m in relus:
                 m.__dict__.pop("__fhook__", None)
 
     def step(self, images: np.ndarray, labels: np.ndarray, *, inspect: bool = False, record_kinks: bool = False,
              kinks: list[np.ndarray] | None = None) -> StepOutput:
-        seen: list = []
-        followed = [0]
-        with self._relus(seen, kinks, followed) if record_kinks or kinks is not None else contextlib.nullcontext():
+        seen = Kinks(kinks)
+        with self._relus(seen) if record_kinks or kinks is not None else contextlib.nullcontext():
             features = self.model.forward_features(jt.array(images))
             loss = self._loss(self.model.forward_head(features[-1]), jt.array(labels.astype(np.int32)))
         self.optimizer.backward(loss)
-        out = StepOutput(float(loss.numpy()), kinks=[k if isinstance(k, np.ndarray) else k.numpy() for k in seen],
-                         followed=followed[0])
+        out = StepOutput(float(loss.numpy()), kinks=seen.arrays(lambda k: k.numpy()),
+                         followed=seen.followed)
         if inspect:
             out.features = [f.numpy() for f in features]
             out.grads = {n: p.opt_grad(self.optimizer).numpy() for n, p in _trainable(self.model)}

@@ -7,34 +7,24 @@ which needs no MindSpore) and written with ``save_checkpoint``, so ``load_checkp
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import mindspore as ms
 
-from ...converters.read import read_canonical
-from ...converters.tables import native_state
+from .._common import checked_native_state
 
 FRAMEWORK = "mindspore"
+
+
+def native_shapes(model) -> dict[str, tuple[int, ...]]:
+    return {p.name: tuple(p.shape) for p in model.get_parameters()}
 
 
 def load_state(model, state: dict, *, reset_head: bool = False, model_name: str = "",
                allow_non_finite: bool = False) -> None:
     """Load a canonical state (official names, torch layouts) strictly."""
-    native = native_state(state, model.spec, FRAMEWORK, model_name=model_name,
-                          features_only=model.features_only, reset_head=reset_head,
-                          allow_non_finite=allow_non_finite)
-    params = {k: ms.Parameter(ms.Tensor(v), name=k) for k, v in native.items()}
-    not_loaded, unused = ms.load_param_into_net(model, params, strict_load=True)
-    not_loaded = [k for k in not_loaded if not (reset_head and k.startswith("fc."))]
-    if not_loaded or unused:
-        raise RuntimeError(f"internal layout mismatch: not loaded {not_loaded[:5]}, unused {unused[:5]}")
-
-
-def load_weights(model, path: str | Path, *, reset_head: bool = False, model_name: str = "",
-                 allow_non_finite: bool = False):
-    load_state(model, read_canonical(path, model.spec), reset_head=reset_head, model_name=model_name,
-               allow_non_finite=allow_non_finite)
-    return model
+    native = checked_native_state(model, state, FRAMEWORK, reset_head=reset_head, model_name=model_name,
+                                  allow_non_finite=allow_non_finite)
+    ms.load_param_into_net(model, {k: ms.Parameter(ms.Tensor(v), name=k) for k, v in native.items()},
+                           strict_load=True)
 
 
 # --- worker commands (see zoo.worker) ---------------------------------------------------------

@@ -12,8 +12,9 @@ from __future__ import annotations
 from mindspore import nn, ops
 from mindspore.common.initializer import HeNormal
 
-from ...spec import BN_EPS, BN_MOMENTUM, BlockPlan, ConvBN, FeatureInfo, NetworkPlan, Res2NetSpec, TreePlan, plan
+from ...spec import BN_EPS, BN_MOMENTUM, BlockPlan, ConvBN, NetworkPlan, Res2NetSpec, TreePlan
 from .. import FRAMEWORKS
+from .._common import model_builder, plan_outputs
 
 
 def _bn(chs: int) -> nn.BatchNorm2d:
@@ -161,14 +162,7 @@ class _Res2NetBase(nn.Cell):
 
     def __init__(self, spec: Res2NetSpec, features_only: bool, out_indices):
         super().__init__()
-        self.spec = spec
-        self.plan = plan(spec)
-        outputs = self.plan.outputs(features_only, out_indices)
-        self.features_only = outputs.features_only
-        self.out_indices = outputs.indices
-        self.feature_info: list[FeatureInfo] = list(outputs.info)
-        self.has_head = outputs.has_head
-        self.head_is_conv = self.plan.head_is_conv
+        plan_outputs(self, spec, features_only, out_indices)
 
     def forward_head(self, x):
         x = x.mean(axis=(2, 3), keep_dims=self.head_is_conv)
@@ -242,6 +236,4 @@ class DLA(_Res2NetBase):
         return (l0, l1, l2, l3, l4, self.level5(l4))
 
 
-def build_model(spec: Res2NetSpec, *, features_only: bool = False, out_indices=None) -> _Res2NetBase:
-    cls = DLA if spec.topology == "dla" else Res2Net
-    return cls(spec, features_only=features_only, out_indices=out_indices)
+build_model = model_builder(Res2Net, DLA)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import mindspore as ms
 import numpy as np
 
-from .._deployed import Deployed
+from .._common import inference_model
+from .._deployed import Deployed, deployed, runtime_of
 
 _TARGETS = {"cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}
 
@@ -15,21 +16,15 @@ class Runner:
 
     def __init__(self, device: str = "cpu", mode: str | None = None):
         ms.set_context(mode=ms.GRAPH_MODE if mode in ("graph", "mindir") else ms.PYNATIVE_MODE)
-        self.runtime, self.device = mode == "mindir", device
+        self.runtime, self.device = runtime_of("mindspore", mode), device
         if device != "cpu":  # MindSpore itself says clearly when the target is not in this build
             ms.set_device(_TARGETS[device])
 
     def load(self, spec, weights, features: bool = False):
-        from ... import create_model
-
-        out_indices = range(len(spec.plan().features)) if features else None
-        model = create_model(spec, "mindspore", weights=weights, features_only=features, out_indices=out_indices)
+        model = inference_model("mindspore", spec, weights, features)
         model.set_train(False)
         if self.runtime:
-            from . import deploy
-
-            return Deployed(lambda d, x: deploy.export(model, "mindir", d, x),
-                            lambda d: deploy.load("mindir", d, self.device), features=features)
+            return deployed("mindspore", model, self.runtime, self.device, features)
         return model
 
     def __call__(self, model, batch: np.ndarray):

@@ -19,7 +19,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from ...training import KINK_WINDOW, SGD, KinksDiffer, StepOutput
+from ...training import KINK_WINDOW, SGD, Kinks, StepOutput
 
 
 class NesterovMomentum(nn.Momentum):
@@ -38,11 +38,7 @@ class NesterovMomentum(nn.Momentum):
 
 def create_optimizer(model: nn.Cell, sgd: SGD) -> nn.Momentum:
     trainable = model.trainable_params()
-    decay = [p for p in trainable if sgd.decays(len(p.shape))]
-    rest = [p for p in trainable if not sgd.decays(len(p.shape))]
-    groups = [{"params": decay, "weight_decay": sgd.weight_decay}]
-    if rest:
-        groups.append({"params": rest, "weight_decay": 0.0})
+    groups = [{"params": params, "weight_decay": decay} for params, decay in sgd.param_groups(trainable)]
     if sgd.nesterov:
         return NesterovMomentum(groups, learning_rate=sgd.lr, momentum=sgd.momentum)
     return nn.Momentum(groups, learning_rate=sgd.lr, momentum=sgd.momentum)
@@ -68,44 +64,34 @@ class Trainer:
         self._value_and_grad = ms.value_and_grad(forward, None, self.optimizer.parameters, has_aux=True)
 
     @contextlib.contextmanager
-    def _relus(self, seen: list, follow: list[np.ndarray] | None, counter: list[int]):
-        """Record every ReLU call's ``input > 0``; with ``follow``, take those decisions where the
-        input is within rounding of 0 (see zoo.training.KINK_WINDOW)."""
-        pending = iter(follow) if follow is not None else None
-
+    def _relus(self, kinks: Kinks):
+        """Record every ReLU call's ``input > 0`` into ``kinks``, or follow its decisions where the
+        input is within rounding of 0 (zoo.training.KINK_WINDOW)."""
         def hook(cell, inputs, output):
-            z = inputs[0]
-            if pending is None:
-                seen.append(output > 0)
+            if not kinks.following:
+                kinks.record(output > 0)
                 return None
-            mask = next(pending, None)
-            if mask is None or tuple(mask.shape) != tuple(z.shape):
-                raise KinksDiffer(f"ReLU call {len(seen) + 1} has input {tuple(z.shape)}, the followed run's "
-                                  f"{None if mask is None else tuple(mask.shape)}")
-            seen.append(mask)
-            other = ms.Tensor(mask)
+            z = inputs[0]
+            other = ms.Tensor(kinks.take(z.shape))
             near = z.abs() <= KINK_WINDOW * z.abs().max()
-            counter[0] += int(ops.logical_and(near, other != (z > 0)).sum().asnumpy())
+            kinks.followed += int(ops.logical_and(near, other != (z > 0)).sum().asnumpy())
             return ops.where(near, z * other.astype(z.dtype), output)
 
         relus = [c for _, c in self.model.cells_and_names() if isinstance(c, nn.ReLU)]
         handles = [c.register_forward_hook(hook) for c in relus]
         try:
             yield
-            if pending is not None and next(pending, None) is not None:
-                raise KinksDiffer(f"the followed run made more ReLU calls than the {len(seen)} made here")
+            kinks.done()
         finally:
             for h in handles:
                 h.remove()
 
     def step(self, images: np.ndarray, labels: np.ndarray, *, inspect: bool = False, record_kinks: bool = False,
              kinks: list[np.ndarray] | None = None) -> StepOutput:
-        seen: list = []
-        followed = [0]
-        with self._relus(seen, kinks, followed) if record_kinks or kinks is not None else contextlib.nullcontext():
+        seen = Kinks(kinks)
+        with self._relus(seen) if record_kinks or kinks is not None else contextlib.nullcontext():
             outputs, grads = self._value_and_grad(ms.Tensor(images), ms.Tensor(labels.astype(np.int32)))
-        out = StepOutput(float(outputs[0].asnumpy()), kinks=[k if isinstance(k, np.ndarray) else k.asnumpy()
-                                                              for k in seen], followed=followed[0])
+        out = StepOutput(float(outputs[0].asnumpy()), kinks=seen.arrays(lambda k: k.asnumpy()), followed=seen.followed)
         if inspect:
             out.features = [f.asnumpy() for f in outputs[1:]]
             out.grads = {p.name: g.asnumpy() for p, g in zip(self.optimizer.parameters, grads)}

@@ -8,14 +8,15 @@ or unexpected.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import paddle
 
-from ...converters.read import read_canonical
 from .._common import checked_native_state
 
 FRAMEWORK = "paddle"
+
+
+def native_shapes(model) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def load_state(model, state: dict, *, reset_head: bool = False, model_name: str = "",
@@ -28,13 +29,6 @@ def load_state(model, state: dict, *, reset_head: bool = False, model_name: str 
     # otherwise warn "Skip loading for fc.weight" about a head left out on purpose.
     tensors.update({k: v for k, v in model.state_dict().items() if k not in tensors})
     model.set_state_dict(tensors)
-
-
-def load_weights(model, path: str | Path, *, reset_head: bool = False, model_name: str = "",
-                 allow_non_finite: bool = False):
-    load_state(model, read_canonical(path, model.spec), reset_head=reset_head, model_name=model_name,
-               allow_non_finite=allow_non_finite)
-    return model
 
 
 # --- worker commands (see zoo.worker) ---------------------------------------------------------

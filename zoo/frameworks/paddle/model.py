@@ -13,9 +13,10 @@ from __future__ import annotations
 import paddle
 from paddle import nn
 
-from ...spec import BN_EPS, BN_MOMENTUM, BlockPlan, ConvBN, FeatureInfo, NetworkPlan, Res2NetSpec, TreePlan, plan
+from ...spec import BN_EPS, BN_MOMENTUM, BlockPlan, ConvBN, NetworkPlan, Res2NetSpec, TreePlan
 from ...training import unbiased_running_var
 from .. import FRAMEWORKS
+from .._common import model_builder, plan_outputs
 
 
 class BatchNorm2D(nn.BatchNorm2D):
@@ -163,13 +164,7 @@ class _Res2NetBase(nn.Layer):
 
     def __init__(self, spec: Res2NetSpec, features_only: bool, out_indices):
         super().__init__()
-        self.spec = spec
-        self.plan = plan(spec)
-        outputs = self.plan.outputs(features_only, out_indices)
-        self.features_only = outputs.features_only
-        self.out_indices = outputs.indices
-        self.feature_info: list[FeatureInfo] = list(outputs.info)
-        self.has_head = outputs.has_head
+        plan_outputs(self, spec, features_only, out_indices)
 
     def forward_head(self, x):
         x = x.mean(axis=[2, 3], keepdim=self.plan.head_is_conv)
@@ -236,6 +231,4 @@ class DLA(_Res2NetBase):
         return feats
 
 
-def build_model(spec: Res2NetSpec, *, features_only: bool = False, out_indices=None) -> _Res2NetBase:
-    cls = DLA if spec.topology == "dla" else Res2Net
-    return cls(spec, features_only=features_only, out_indices=out_indices)
+build_model = model_builder(Res2Net, DLA)

@@ -6,7 +6,8 @@ import numpy as np
 import paddle
 
 from ...errors import UsageError
-from .._deployed import Deployed
+from .._common import inference_model
+from .._deployed import Deployed, deployed, runtime_of
 
 
 class Runner:
@@ -18,19 +19,13 @@ class Runner:
         if device == "ascend":
             raise UsageError("paddle's Ascend support is a separate build; use --device cpu or gpu")
         paddle.set_device("gpu" if device == "gpu" else "cpu")
-        self.static, self.runtime, self.device = mode == "to_static", mode == "inference", device
+        self.static, self.runtime, self.device = mode == "to_static", runtime_of("paddle", mode), device
 
     def load(self, spec, weights, features: bool = False):
-        from ... import create_model
-
-        out_indices = range(len(spec.plan().features)) if features else None
-        model = create_model(spec, "paddle", weights=weights, features_only=features, out_indices=out_indices)
+        model = inference_model("paddle", spec, weights, features)
         model.eval()
         if self.runtime:
-            from . import deploy
-
-            return Deployed(lambda d, x: deploy.export(model, "paddle-inference", d, x),
-                            lambda d: deploy.load("paddle-inference", d, self.device), features=features)
+            return deployed("paddle", model, self.runtime, self.device, features)
         if self.static:
             shape = [None, spec.in_chans, None, None]
             model = paddle.jit.to_static(model, input_spec=[paddle.static.InputSpec(shape, "float32")],

@@ -15,16 +15,12 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from ...training import KINK_WINDOW, SGD, KinksDiffer, StepOutput
+from ...training import KINK_WINDOW, SGD, Kinks, StepOutput
 
 
 def create_optimizer(model: paddle.nn.Layer, sgd: SGD) -> paddle.optimizer.Momentum:
     trainable = [p for p in model.parameters() if not p.stop_gradient]
-    decay = [p for p in trainable if sgd.decays(len(p.shape))]
-    rest = [p for p in trainable if not sgd.decays(len(p.shape))]
-    groups = [{"params": decay, "weight_decay": sgd.weight_decay}]
-    if rest:
-        groups.append({"params": rest, "weight_decay": 0.0})
+    groups = [{"params": params, "weight_decay": decay} for params, decay in sgd.param_groups(trainable)]
     return paddle.optimizer.Momentum(learning_rate=sgd.lr, momentum=sgd.momentum, parameters=groups,
                                      use_nesterov=sgd.nesterov, weight_decay=sgd.weight_decay)
 
@@ -40,32 +36,24 @@ class Trainer:
         self.label_smoothing = label_smoothing
 
     @contextlib.contextmanager
-    def _relus(self, seen: list, follow: list[np.ndarray] | None, counter: list[int]):
-        """Record every ReLU call's ``input > 0``; with ``follow``, take those decisions where the
-        input is within rounding of 0 (see zoo.training.KINK_WINDOW)."""
-        pending = iter(follow) if follow is not None else None
-
+    def _relus(self, kinks: Kinks):
+        """Record every ReLU call's ``input > 0`` into ``kinks``, or follow its decisions where the
+        input is within rounding of 0 (zoo.training.KINK_WINDOW)."""
         def hook(layer, inputs, output):
-            z = inputs[0]
-            if pending is None:
-                seen.append(output > 0)
+            if not kinks.following:
+                kinks.record(output > 0)
                 return None
-            mask = next(pending, None)
-            if mask is None or tuple(mask.shape) != tuple(z.shape):
-                raise KinksDiffer(f"ReLU call {len(seen) + 1} has input {tuple(z.shape)}, the followed run's "
-                                  f"{None if mask is None else tuple(mask.shape)}")
-            seen.append(mask)
-            other = paddle.to_tensor(mask)
+            z = inputs[0]
+            other = paddle.to_tensor(kinks.take(z.shape))
             near = z.abs() <= KINK_WINDOW * z.abs().max()
-            counter[0] += int((near & (other != (z > 0))).astype("int64").sum())
+            kinks.followed += int((near & (other != (z > 0))).astype("int64").sum())
             return paddle.where(near, z * other.astype(z.dtype), output)
 
         relus = [m for m in self.model.sublayers() if isinstance(m, paddle.nn.ReLU)]
         handles = [m.register_forward_post_hook(hook) for m in relus]
         try:
             yield
-            if pending is not None and next(pending, None) is not None:
-                raise KinksDiffer(f"the followed run made more ReLU calls than the {len(seen)} made here")
+            kinks.done()
         finally:
             for h in handles:
                 h.remove()
@@ -74,14 +62,13 @@ class Trainer:
              kinks: list[np.ndarray] | None = None) -> StepOutput:
         x = paddle.to_tensor(images)
         y = paddle.to_tensor(labels.astype(np.int64))
-        seen: list = []
-        followed = [0]
-        with self._relus(seen, kinks, followed) if record_kinks or kinks is not None else contextlib.nullcontext():
+        seen = Kinks(kinks)
+        with self._relus(seen) if record_kinks or kinks is not None else contextlib.nullcontext():
             features = self.model.forward_features(x)
             loss = F.cross_entropy(self.model.forward_head(features[-1]), y, label_smoothing=self.label_smoothing)
         loss.backward()
-        out = StepOutput(float(loss), kinks=[k if isinstance(k, np.ndarray) else k.numpy() for k in seen],
-                         followed=followed[0])
+        out = StepOutput(float(loss), kinks=seen.arrays(lambda k: k.numpy()),
+                         followed=seen.followed)
         if inspect:
             out.features = [f.numpy() for f in features]
             out.grads = {n: p.grad.numpy() for n, p in self.model.named_parameters() if p.grad is not None}

@@ -8,34 +8,25 @@ full pickle. The arrays are then shared with torch without a copy.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from ...converters import match_layout
-from ...converters.read import read_canonical
+from .._common import checked_native_state
+
+FRAMEWORK = "torch"
 
 
-def load_weights(model: torch.nn.Module, path: str | Path, *, reset_head: bool = False,
-                 model_name: str = "", allow_non_finite: bool = False) -> torch.nn.Module:
-    """Load a checkpoint into a model built by :func:`build_model`, strictly."""
-    state = read_canonical(path, model.spec)
-    load_state(model, state, reset_head=reset_head, model_name=model_name, allow_non_finite=allow_non_finite)
-    return model
+def native_shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    """The tensors a checkpoint fills (``num_batches_tracked`` is the model's own counter)."""
+    return {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
 
 
 def load_state(model: torch.nn.Module, state: dict, *, reset_head: bool = False, model_name: str = "",
                allow_non_finite: bool = False) -> None:
-    kept, _ = match_layout(state, model.spec, model_name=model_name, features_only=model.features_only,
-                           reset_head=reset_head, allow_non_finite=allow_non_finite)
-    tensors = {k: torch.as_tensor(_writable(v)) for k, v in kept.items()}
-    result = model.load_state_dict(tensors, strict=False)
-    # match_layout vouched for every parameter; what torch still misses can only be buffers
-    # we did not require (num_batches_tracked) or the head we were told to reset.
-    leftover = [k for k in result.missing_keys
-                if not k.endswith("num_batches_tracked") and not (reset_head and k.startswith("fc."))]
-    if leftover or result.unexpected_keys:
-        raise RuntimeError(f"internal layout mismatch: {leftover} {result.unexpected_keys}")
+    """Load a canonical state strictly; the arrays are shared with torch without a copy where
+    they can be."""
+    native = checked_native_state(model, state, FRAMEWORK, reset_head=reset_head, model_name=model_name,
+                                  allow_non_finite=allow_non_finite)
+    model.load_state_dict({k: torch.as_tensor(_writable(v)) for k, v in native.items()}, strict=False)
 
 
 def _writable(value):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...spec import BN_EPS, BN_MOMENTUM, BlockPlan, ConvBN, FeatureInfo, NetworkPlan, Res2NetSpec, TreePlan, plan
+from .._common import model_builder, plan_outputs
+from ...spec import BN_EPS, BN_MOMENTUM, BlockPlan, ConvBN, NetworkPlan, Res2NetSpec, TreePlan
 
 
 def _bn(chs: int) -> nn.BatchNorm2d:
@@ -144,13 +145,7 @@ class _Res2NetBase(nn.Module):
 
     def __init__(self, spec: Res2NetSpec, features_only: bool, out_indices):
         super().__init__()
-        self.spec = spec
-        self.plan = plan(spec)
-        outputs = self.plan.outputs(features_only, out_indices)
-        self.features_only = outputs.features_only
-        self.out_indices = outputs.indices
-        self.feature_info: list[FeatureInfo] = list(outputs.info)
-        self.has_head = outputs.has_head
+        plan_outputs(self, spec, features_only, out_indices)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         raise NotImplementedError
@@ -226,6 +221,4 @@ class DLA(_Res2NetBase):
         return feats
 
 
-def build_model(spec: Res2NetSpec, *, features_only: bool = False, out_indices=None) -> _Res2NetBase:
-    cls = DLA if spec.topology == "dla" else Res2Net
-    return cls(spec, features_only=features_only, out_indices=out_indices)
+build_model = model_builder(Res2Net, DLA)

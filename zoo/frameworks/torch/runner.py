@@ -6,14 +6,8 @@ import numpy as np
 import torch
 
 from ...errors import UsageError
-from .._deployed import Deployed
-
-
-def deployed(model, fmt: str, device: str, features: bool) -> Deployed:
-    from . import deploy
-
-    return Deployed(lambda d, x: deploy.export(model, fmt, d, x), lambda d: deploy.load(fmt, d, device),
-                    features=features)
+from .._common import inference_model
+from .._deployed import Deployed, deployed, runtime_of
 
 
 class Runner:
@@ -25,19 +19,16 @@ class Runner:
         if device == "ascend":
             raise UsageError("torch has no Ascend backend here; use --device cpu or gpu")
         self.device = torch.device("cuda" if device == "gpu" else "cpu")
-        self.device_name, self.runtime = device, mode == "onnxruntime"
+        self.device_name, self.runtime = device, runtime_of("torch", mode)
         if self.runtime:  # refuse a missing runtime before any model is built
             from .deploy import require_onnx
 
             require_onnx(runtime=True)
 
     def load(self, spec, weights, features: bool = False):
-        from ... import create_model
-
-        out_indices = range(len(spec.plan().features)) if features else None
-        model = create_model(spec, "torch", weights=weights, features_only=features, out_indices=out_indices)
+        model = inference_model("torch", spec, weights, features)
         if self.runtime:
-            return deployed(model.eval(), "onnx", self.device_name, features)
+            return deployed("torch", model.eval(), self.runtime, self.device_name, features)
         return model.eval().to(self.device)
 
     @torch.no_grad()

@@ -14,13 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...training import KINK_WINDOW, SGD, KinksDiffer, StepOutput
+from ...training import KINK_WINDOW, SGD, Kinks, StepOutput
 
 
 def create_optimizer(model: torch.nn.Module, sgd: SGD) -> torch.optim.SGD:
-    decay = [p for p in model.parameters() if p.requires_grad and sgd.decays(p.ndim)]
-    rest = [p for p in model.parameters() if p.requires_grad and not sgd.decays(p.ndim)]
-    groups = [{"params": decay}] + ([{"params": rest, "weight_decay": 0.0}] if rest else [])
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": params, "weight_decay": decay} for params, decay in sgd.param_groups(trainable)]
     return torch.optim.SGD(groups, lr=sgd.lr, momentum=sgd.momentum, dampening=0.0, weight_decay=sgd.weight_decay,
                            nesterov=sgd.nesterov)
 
@@ -35,36 +34,28 @@ class Trainer:
         self.label_smoothing = label_smoothing
 
     @contextlib.contextmanager
-    def _relus(self, seen: list, follow: list[np.ndarray] | None, counter: list[int]):
-        """Record every ReLU call's ``input > 0`` into ``seen``; with ``follow``, take those
-        decisions where the input is within rounding of 0 (``KINK_WINDOW``)."""
-        pending = iter(follow) if follow is not None else None
-
+    def _relus(self, kinks: Kinks):
+        """Record every ReLU call's ``input > 0`` into ``kinks``, or follow its decisions where the
+        input is within rounding of 0 (zoo.training.KINK_WINDOW)."""
         def hook(module, inputs, output):
-            z = inputs[0]
-            if pending is None:
-                seen.append((output > 0).cpu().numpy())
+            if not kinks.following:
+                kinks.record((output > 0).cpu().numpy())
                 return None
-            mask = next(pending, None)
-            if mask is None or tuple(mask.shape) != tuple(z.shape):
-                raise KinksDiffer(f"ReLU call {len(seen) + 1} has input {tuple(z.shape)}, the followed run's "
-                                  f"{None if mask is None else tuple(mask.shape)}")
-            seen.append(mask)
-            other = torch.from_numpy(mask).to(z.device)
+            z = inputs[0]
+            other = torch.from_numpy(kinks.take(z.shape)).to(z.device)
             near = z.abs() <= KINK_WINDOW * z.abs().max()
-            counter[0] += int((near & (other != (z > 0))).sum())
+            kinks.followed += int((near & (other != (z > 0))).sum())
             return torch.where(near, z * other.to(z.dtype), output)
 
         relus = [m for m in self.model.modules() if isinstance(m, torch.nn.ReLU)]
         inplace = [m.inplace for m in relus]
         handles = []
         for m in relus:
-            m.inplace = follow is None and m.inplace  # following needs the input the ReLU saw
+            m.inplace = not kinks.following and m.inplace  # following needs the input the ReLU saw
             handles.append(m.register_forward_hook(hook))
         try:
             yield
-            if pending is not None and next(pending, None) is not None:
-                raise KinksDiffer(f"the followed run made more ReLU calls than the {len(seen)} made here")
+            kinks.done()
         finally:
             for m, flag, h in zip(relus, inplace, handles):
                 m.inplace = flag
@@ -75,13 +66,12 @@ class Trainer:
         x = torch.from_numpy(images).to(self.device)
         y = torch.from_numpy(labels.astype(np.int64)).to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
-        seen: list[np.ndarray] = []
-        followed = [0]
-        with self._relus(seen, kinks, followed) if record_kinks or kinks is not None else contextlib.nullcontext():
+        seen = Kinks(kinks)
+        with self._relus(seen) if record_kinks or kinks is not None else contextlib.nullcontext():
             features = self.model.forward_features(x)
             loss = F.cross_entropy(self.model.forward_head(features[-1]), y, label_smoothing=self.label_smoothing)
         loss.backward()
-        out = StepOutput(float(loss.detach()), kinks=seen, followed=followed[0])
+        out = StepOutput(float(loss.detach()), kinks=seen.arrays(lambda k: k), followed=seen.followed)
         if inspect:
             out.features = [f.detach().cpu().numpy() for f in features]
             out.grads = {n: p.grad.detach().cpu().numpy() for n, p in self.model.named_parameters()

@@ -31,8 +31,12 @@ from .errors import UsageError
 from .spec import Res2NetSpec, canonical_layout
 from .training import SGD
 from .parity import GRADIENT_LIMIT, PARITY_LIMIT, relative, relative_to_peak
+
 DEFAULT_STEPS = 3
 DEFAULT_BATCH = 4
+# models trained per worker start: a framework's import outweighs a small model's steps, while each
+# model's saved steps take a few hundred MB of temporary disk until compared
+MODELS_PER_WORKER = 3
 # Fine-tuning's scale: the paper's 0.1 is for batch 256; at batch 4 on random labels it makes the
 # reference's own loss run away (res2net50: 9.7, 22.8, 34.6 over three steps).
 DEFAULT_LR = 0.01
@@ -271,26 +275,35 @@ def verify_train(framework: str, models: list[str], *, weights: str | None = Non
     with tempfile.TemporaryDirectory(prefix="zoo-verify-train-") as tmp:
         d = Path(tmp)
         canonical, labels = prepare_weights(targets, weights, d, image_size or 64)
-        for i, label in enumerate(targets, 1):
-            spec = written_spec(canonical[label])
-            size = image_size or (64 if labels[label].startswith("random") else 224)
-            data = d / f"{i}-data.npz"
-            np.savez(data, **_batches(spec, steps, batch, size))
-            _log(f"[{i}/{len(targets)}] {label}: converting to {fw}")
-            native = convert(canonical[label], fw, out=d / f"{i}{EXTENSIONS[fw]}")
-            common = {"spec": spec.to_json(), "label": label, "data": str(data), "sgd": sgd.as_dict()}
-            # The reference first: the candidate follows its state and kinks step by step.
-            runs = [(f"the reference {REFERENCE}", REFERENCE, common | {"weights": str(canonical[label]),
-                                                               "out": str(d / f"{i}-ref"), "record_kinks": True}),
-                    (fw, fw, common | {"weights": str(native), "out": str(d / f"{i}-cand"), "device": device,
-                                       "mode": mode, "follow": str(d / f"{i}-ref")})]
-            for who, worker, job in runs:
-                _log(f"zoo verify --train: {label}, {steps} step(s) in {who}")
-                run_job(worker, "train-check", [job], d)
-            result = TrainComparison(label, fw, labels[label], size, batch, steps, sgd.describe(), device, mode)
-            results.append(compare(result, spec, d / f"{i}-ref", d / f"{i}-cand", tolerance, grad_tolerance))
-            for run in ("ref", "cand"):  # hundreds of MB per model: gone before the next one
-                shutil.rmtree(d / f"{i}-{run}", ignore_errors=True)
+        order = list(targets)
+        for start in range(0, len(order), MODELS_PER_WORKER):
+            chunk = {i: order[i - 1] for i in range(start + 1, min(start + MODELS_PER_WORKER, len(order)) + 1)}
+            ref_jobs, cand_jobs, sizes = [], [], {}
+            for i, label in chunk.items():
+                spec = written_spec(canonical[label])
+                sizes[i] = size = image_size or (64 if labels[label].startswith("random") else 224)
+                data = d / f"{i}-data.npz"
+                np.savez(data, **_batches(spec, steps, batch, size))
+                _log(f"[{i}/{len(targets)}] {label}: converting to {fw}")
+                native = convert(canonical[label], fw, out=d / f"{i}{EXTENSIONS[fw]}")
+                common = {"spec": spec.to_json(), "label": label, "data": str(data), "sgd": sgd.as_dict()}
+                ref_jobs.append(common | {"weights": str(canonical[label]), "out": str(d / f"{i}-ref"),
+                                          "record_kinks": True})
+                cand_jobs.append(common | {"weights": str(native), "out": str(d / f"{i}-cand"), "device": device,
+                                           "mode": mode, "follow": str(d / f"{i}-ref")})
+            # The reference first: the candidate follows its state and kinks step by step. One worker
+            # per side for the chunk: starting a framework costs more than a small model's steps.
+            names = ", ".join(chunk.values())
+            for who, worker, jobs in ((f"the reference {REFERENCE}", REFERENCE, ref_jobs), (fw, fw, cand_jobs)):
+                _log(f"zoo verify --train: {names}, {steps} step(s) in {who}")
+                run_job(worker, "train-check", jobs, d)
+            for i, label in chunk.items():
+                result = TrainComparison(label, fw, labels[label], sizes[i], batch, steps, sgd.describe(), device,
+                                         mode)
+                results.append(compare(result, written_spec(canonical[label]), d / f"{i}-ref", d / f"{i}-cand",
+                                       tolerance, grad_tolerance))
+                for run in ("ref", "cand"):  # hundreds of MB per model: gone before the next chunk
+                    shutil.rmtree(d / f"{i}-{run}", ignore_errors=True)
     return results
 
 

@@ -28,6 +28,7 @@ CONTRACT = {
     "io": {"native_shapes": (), "load_state": ()},
     "runner": {"Runner": ("load", "__call__")},
     "train": {"create_optimizer": (), "Trainer": ("step", "named_state", "momentum_buffers", "load_state", "set_lr")},
+    "explain": {"activation_and_gradient": ()},
     "collective": {"Collective": ("sum", "gather", "close")},
     "deploy": {"export": (), "load": ()},
 }
@@ -51,7 +52,7 @@ def _definitions(path: Path) -> dict[str, set[str]]:
 def test_every_backend_keeps_the_contract(framework):
     fw = FRAMEWORKS[framework]
     package = ZOO / "frameworks" / framework
-    needed = {"model", "io", "runner", "train"} | ({"collective"} if fw.launcher else set()) \
+    needed = {"model", "io", "runner", "train", "explain"} | ({"collective"} if fw.launcher else set()) \
         | ({"deploy"} if fw.exports else set())
     assert needed <= set(fw.submodules), f"{framework}: the record omits {needed - set(fw.submodules)}"
     for sub in fw.submodules:

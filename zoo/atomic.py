@@ -81,6 +81,23 @@ def _partial_beside(path: Path, make, suffix: str):
         raise OutputError(f"{path}: cannot write in {directory} ({exc.strerror})") from exc
 
 
+def check_writable(path: str | Path) -> None:
+    """Refuse an output whose directory is missing or cannot be written, before any work starts
+    (a mode-555 directory can still be written by root: the probe writes a file to find out)."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if directory.exists() and not directory.is_dir():
+        raise OutputError(f"{path}: cannot write under {directory}: it is a file, not a directory")
+    if not directory.is_dir():
+        raise OutputError(f"{path}: the directory {directory} does not exist; create it first")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".zoo-probe-", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write in {directory} ({exc.strerror})") from None
+
+
 def _writing_failed(path: Path, exc: BaseException) -> OutputError:
     # The frameworks' writers raise their own types for a full disk or a size limit.
     text = str(exc).strip()

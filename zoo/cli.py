@@ -436,6 +436,46 @@ def export_cmd(
     typer.echo(result.output)
 
 
+@app.command("cam")
+@_user_errors
+def cam_cmd(
+    name: Optional[str] = typer.Argument(
+        None, help="Variant, or a JSON file of a custom spec; default: the model --weights holds."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=_MODEL_HELP),
+    framework: str = typer.Option(REFERENCE, "--framework", "-f", help=f"{_FRAMEWORKS_HELP}."),
+    image: list[str] = typer.Option(..., "--image", help="An image file; repeat for several (one picture, a tile "
+                                                         "each)."),
+    out: str = typer.Option(..., "--output", "-o", help="The picture to write (PNG)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Checkpoint in any supported format; default: the "
+                                                                  "released weights (--source)."),
+    source: str = typer.Option("official", "--source", help=_SOURCE_HELP),
+    klass: Optional[int] = typer.Option(None, "--class", help="The class to explain; default: each image's top-1."),
+    layer: Optional[str] = typer.Option(None, "--layer", help="The stage whose output is explained (as `zoo info` "
+                                                              "lists them); default: the last."),
+    method: str = typer.Option("gradcam", "--method", help="gradcam (the class logit's gradient, averaged per "
+                                                           "channel) or gradcam++."),
+    map_file: Optional[str] = typer.Option(None, "--map", help="Also save the raw maps (float32, images x stage "
+                                                               "height x width) as .npy."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Crop size; default: the variant's."),
+    device: str = typer.Option("cpu", "--device", help=_DEVICE_HELP),
+    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
+):
+    """Class activation maps (Grad-CAM): where the model looks for the class it sees, in any framework.
+
+    Prints the picture's path last; --json gives each image's class, label, logit and probability."""
+    from .cam import as_json as to_json, cam
+
+    result = cam(_one_model(name, model, required=False), framework, image, out, weights=weights, source=source,
+                 klass=klass, layer=layer, method=method, map_file=map_file, device=device, image_size=image_size)
+    if as_json:
+        typer.echo(to_json(result))
+        return
+    for entry in result.images:
+        typer.echo(f"{entry['image']}: {entry['label']} ({entry['class']}), p {entry['probability']:.3f}, "
+                   f"logit {entry['logit']:.2f}", err=True)
+    typer.echo(result.output)
+
+
 def main() -> None:  # console-script entry point
     from .atomic import terminate_on_sigterm
 

@@ -46,8 +46,9 @@ def list_samples(data: str | Path) -> tuple[list[tuple[Path, int]], list[str]]:
     return samples, classes
 
 
-def preprocess(path: Path, pre: Preprocessing) -> np.ndarray:
-    """CHW float32: RGB, short side resized to ``pre.resize_size``, center crop, normalized."""
+def center_crop(path: Path, pre: Preprocessing) -> np.ndarray:
+    """The image as the model sees it, before normalizing: RGB uint8 HWC, short side resized to
+    ``pre.resize_size``, center crop of ``pre.input_size``."""
     from PIL import Image
 
     resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[pre.interpolation]
@@ -67,10 +68,19 @@ def preprocess(path: Path, pre: Preprocessing) -> np.ndarray:
         w, h = img.size
         crop = pre.input_size
         left, top = int(round((w - crop) / 2.0)), int(round((h - crop) / 2.0))
-        img = img.crop((left, top, left + crop, top + crop))
-        arr = np.asarray(img, dtype=np.float32) / 255.0
+        return np.asarray(img.crop((left, top, left + crop, top + crop)), dtype=np.uint8)
+
+
+def normalize(crop: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """CHW float32, scaled to [0, 1] and normalized with the variant's mean and std."""
+    arr = crop.astype(np.float32) / 255.0
     arr = (arr - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def preprocess(path: Path, pre: Preprocessing) -> np.ndarray:
+    """CHW float32: RGB, short side resized to ``pre.resize_size``, center crop, normalized."""
+    return normalize(center_crop(path, pre), pre)
 
 
 def run_eval_job(framework: str, job: dict) -> None:
@@ -153,7 +163,7 @@ def run_eval_job(framework: str, job: dict) -> None:
     Path(job["output"]).write_text(json.dumps(result))
 
 
-def _model_of(name: str | None, weights: str | None):
+def model_of(name: str | None, weights: str | None):
     """(label, spec, registered variant or None): a name, a JSON spec file, or — without a name —
     the checkpoint itself, identified exactly as ``zoo convert`` identifies it."""
     from .spec import Res2NetSpec, get_variant
@@ -174,6 +184,24 @@ def _model_of(name: str | None, weights: str | None):
 
     label, spec = identify_model(read_raw(weights), Path(weights), None)
     return label, spec, VARIANTS.get(label)
+
+
+def model_weights(label: str, spec, variant, weights: str | None, target: str, *, source: str = "official",
+                  sources_file: str | None = None):
+    """(spec, weights file) to run: the file given, or the variant's released weights fetched for
+    ``target``; the spec's classifier as the file has it (MindCV's factory default is 1001 classes)."""
+    if weights is None:
+        if variant is None:
+            raise UsageError("a custom model needs --weights")
+        from .pretrained import fetch
+
+        weights = str(fetch(label, target, source=source, sources_file=sources_file))
+    if variant is not None:
+        from .convert import identify_model
+        from .converters.read import read_raw
+
+        spec = identify_model(read_raw(weights), Path(weights), label)[1]
+    return spec, weights
 
 
 def evaluate(name: str | None, framework: str, data: str | Path, *, weights: str | None = None,
@@ -202,7 +230,7 @@ def evaluate(name: str | None, framework: str, data: str | Path, *, weights: str
         raise UsageError("--batch-size and --limit must be at least 1")
     list_samples(data)
     check_device(fw, device)
-    label, spec, variant = _model_of(name, weights)
+    label, spec, variant = model_of(name, weights)
     if chosen is None:  # said once the request is known to be valid, so a refusal stays one line
         from .progress import say
 
@@ -210,17 +238,7 @@ def evaluate(name: str | None, framework: str, data: str | Path, *, weights: str
     pre = variant.preprocessing if variant else Preprocessing()
     if image_size:
         pre = dataclasses.replace(pre, input_size=image_size)
-    if weights is None:
-        if variant is None:
-            raise UsageError("a custom model needs --weights")
-        from .pretrained import fetch
-
-        weights = str(fetch(label, fw, source=source))
-    if variant is not None:  # the classifier as the file has it (MindCV's factory default is 1001 classes)
-        from .convert import identify_model
-        from .converters.read import read_raw
-
-        spec = identify_model(read_raw(weights), Path(weights), label)[1]
+    spec, weights = model_weights(label, spec, variant, weights, fw, source=source)
     with tempfile.TemporaryDirectory(prefix="zoo-eval-") as tmp:
         out = Path(tmp) / "result.json"
         job = {"spec": spec.to_json(), "weights": str(weights), "data": str(data), "device": device, "mode": mode,

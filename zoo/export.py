@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -79,15 +78,9 @@ def resolve_format(fmt: str | None, framework: str | None) -> tuple[ExportFormat
 
 def _check_writable(out: Path, fmt: ExportFormat) -> None:
     """Refuse an output that cannot be written before any work starts."""
-    directory = out.parent if str(out.parent) else Path(".")
-    if not directory.is_dir():
-        raise OutputError(f"{out}: the directory {directory} does not exist; create it first")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".zoo-probe-", dir=directory)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot write in {directory} ({exc.strerror})") from None
+    from .atomic import check_writable
+
+    check_writable(out)
     if fmt.is_directory and out.exists():
         if not out.is_dir() or (any(out.iterdir()) and not (out / REPORT_FILE).is_file()):
             raise OutputError(f"{out}: exists and is not a zoo export; choose another -o or remove it")
@@ -111,7 +104,7 @@ def export(model: str | None, fmt: str | None = None, *, framework: str | None =
            image_size: int | None = None, features_only: bool = False, out_indices=None,
            tolerance: float = PARITY_LIMIT, device: str = "cpu") -> ExportResult:
     from .errors import CheckpointFormatError, VerificationFailed
-    from .evaluate import _model_of
+    from .evaluate import model_of, model_weights
     from .preflight import check_device
     from .progress import say
     from .spec import plan
@@ -127,7 +120,7 @@ def export(model: str | None, fmt: str | None = None, *, framework: str | None =
         require_runtime(FRAMEWORKS[fw], checked_in.name, f"{chosen.name.upper()} export", " (to check the file)")
     if weights and not Path(weights).is_file():
         raise CheckpointFormatError(f"{weights}: no such file")
-    label, spec, variant = _model_of(model, weights)
+    label, spec, variant = model_of(model, weights)
     indices = None
     if features_only:
         indices = list(plan(spec).outputs(True, out_indices).indices)
@@ -137,20 +130,9 @@ def export(model: str | None, fmt: str | None = None, *, framework: str | None =
                                      f"{chosen.suffix or '-' + chosen.name}")
     _check_writable(out, chosen)
     check_device(fw, device)
-    if weights is None:
-        if variant is None:
-            raise UsageError("a custom model needs --weights")
-        from .pretrained import fetch
-
-        weights = str(fetch(label, "safetensors", source=source, sources_file=sources_file))
-        weights_label = f"released ({source})"
-    else:
-        weights_label = Path(weights).name
-    if variant is not None:  # the classifier as the file has it
-        from .convert import identify_model
-        from .converters.read import read_raw
-
-        spec = identify_model(read_raw(weights), Path(weights), label)[1]
+    weights_label = Path(weights).name if weights else f"released ({source})"
+    spec, weights = model_weights(label, spec, variant, weights, "safetensors", source=source,
+                                  sources_file=sources_file)
     size = image_size or (variant.preprocessing.input_size if variant else 224)
     reference_fw = REFERENCE if FRAMEWORKS[REFERENCE].is_installed() else fw
     with tempfile.TemporaryDirectory(prefix="zoo-export-") as tmp:

@@ -23,6 +23,8 @@ its submodules, named in ``Framework.submodules``, provide (``tests/test_record.
                 semantics; Trainer(model, sgd, device, label_smoothing) with step, named_state,
                 momentum_buffers, load_state, set_lr (see zoo.training)
     collective  Collective(device) with rank, world_size, sum, gather, close (with a launcher)
+    explain     activation_and_gradient(model, images, index, classes) -> (logits, stage output,
+                gradient of each image's class logit with respect to it) (zoo.cam)
     deploy      export(model, fmt, directory, example, metadata), load(fmt, directory, device)
                 (with export formats)
 
@@ -126,7 +128,7 @@ class Framework:
     launcher: Launcher | None = None
     # a writer in zoo.converters.native_files that writes its file without the framework
     numpy_writer: str = ""
-    submodules: tuple[str, ...] = ("model", "io", "runner", "train")
+    submodules: tuple[str, ...] = ("model", "io", "runner", "train", "explain")
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -153,7 +155,7 @@ class Framework:
 
 
 _ONNX = ("onnx", "onnxscript", "onnxruntime")
-_SUBMODULES = ("model", "io", "runner", "train", "collective")
+_SUBMODULES = ("model", "io", "runner", "train", "explain", "collective")
 
 FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (
     Framework("torch", "PyTorch", "torch", "torch", ("pytorch", "pt"), ".pth", {},

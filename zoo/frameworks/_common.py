@@ -33,6 +33,21 @@ def model_builder(resnet, dla):
     return build_model
 
 
+def forward_from(model, index: int, x):
+    """The logits from stage output ``index`` of ``model.forward_features`` (what is differentiated
+    to explain a prediction at that stage): the stages after it, then the head. Written once:
+    every port names its stages as the official code does."""
+    if model.spec.topology == "dla":
+        for j in range(index + 1, len(model.plan.stages)):
+            x = getattr(model, f"level{j}")(x)
+    else:
+        if index == 0:  # the stem's output: its max pool comes first
+            x = model.maxpool(x)
+        for j in range(index + 1, len(model.plan.stages) + 1):
+            x = getattr(model, f"layer{j}")(x)
+    return model.forward_head(x)
+
+
 def load_weights(framework: str, model, path: str | Path, **options):
     """A checkpoint file in any supported format, read without the framework, loaded strictly
     (the backend's ``load_state``)."""

@@ -7,6 +7,7 @@
     export JOB.json       write a deployment artefact (zoo.export)
     run-deployed JOB.json run an artefact in its runtime, from its files alone
     train-check JOBS.json K training steps, every gradient, statistic and parameter saved
+    cam JOB.json          a stage output and the gradient of the class logit with respect to it
     probe DEVICE [MODE]   check that the framework can run there, before any work starts
 
 The outcome goes to the JSON file named by ``ZOO_WORKER_RESULT`` (see client.py).
@@ -67,8 +68,14 @@ def _train_check(framework: str, jobs: list[dict]) -> None:
     run_train_check(framework, jobs)
 
 
+def _cam(framework: str, job: dict) -> None:
+    from ..cam import run_cam_job
+
+    run_cam_job(framework, job)
+
+
 _JOB_COMMANDS = {"convert": _convert, "logits": _logits, "eval": _eval, "calibrate": _calibrate,
-                 "export": _export, "run-deployed": _run_deployed, "train-check": _train_check}
+                 "export": _export, "run-deployed": _run_deployed, "train-check": _train_check, "cam": _cam}
 
 
 def _run(argv: list[str]) -> None:

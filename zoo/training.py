@@ -81,14 +81,15 @@ KINK_WINDOW = 1e-4
 
 
 class Kinks:
-    """The ReLU decisions of one step, call by call: recorded (the framework's ``input > 0``), or
-    followed from another run's (``follow``: one boolean array per call, in call order). The
-    backends' ReLU hooks do the framework's part; the bookkeeping is here."""
+    """The decisions of one step at the two kinds of kink, call by call: each ReLU's ``input > 0``
+    (a boolean array) and each max pool's choice in every window (``max_offsets``: a uint8 array).
+    Recorded, or followed from another run's (``follow``: those arrays, in call order). The
+    backends' hooks do the framework's part; the bookkeeping is here."""
 
     def __init__(self, follow: list[np.ndarray] | None = None):
         self._pending = iter(follow) if follow is not None else None
         self.seen: list = []
-        self.followed = 0   # inputs within KINK_WINDOW of 0 that took the other run's side
+        self.followed = 0   # ReLU inputs or pool windows within rounding that took the other run's side
 
     @property
     def following(self) -> bool:
@@ -97,25 +98,59 @@ class Kinks:
     def record(self, decided) -> None:
         self.seen.append(decided)
 
-    def take(self, shape) -> np.ndarray:
-        """The followed run's decisions for this call, whose input has ``shape``."""
-        mask = next(self._pending, None)
-        if mask is None or tuple(mask.shape) != tuple(shape):
-            raise KinksDiffer(f"ReLU call {len(self.seen) + 1} has input {tuple(shape)}, the followed run's "
-                              f"{None if mask is None else tuple(mask.shape)}")
-        self.seen.append(mask)
-        return mask
+    def take(self, shape, kind: str = "ReLU") -> np.ndarray:
+        """The followed run's decisions for this call: a ReLU's whose input has ``shape``, or a max
+        pool's whose output has ``shape``."""
+        decided = next(self._pending, None)
+        expected = np.bool_ if kind == "ReLU" else np.uint8
+        if decided is None or tuple(decided.shape) != tuple(shape) or decided.dtype != expected:
+            theirs = None if decided is None else (("ReLU" if decided.dtype == np.bool_ else "max pool"),
+                                                   tuple(decided.shape))
+            raise KinksDiffer(f"call {len(self.seen) + 1} is a {kind} of {tuple(shape)} here, the followed run's "
+                              f"{theirs}")
+        self.seen.append(decided)
+        return decided
+
+    def follow_pool(self, largest_gap: float, moved: int, peak: float) -> None:
+        """A max pool took the followed run's element in every window: allowed where each lies
+        within rounding (KINK_WINDOW of the input's largest value) below this run's maximum."""
+        if largest_gap > KINK_WINDOW * peak:
+            raise KinksDiffer(f"max pool call {len(self.seen)}: the followed run took an element "
+                              f"{largest_gap:.3g} below this run's maximum ({peak:.3g} the largest input)")
+        self.followed += moved
 
     def done(self) -> None:
         if self.following and next(self._pending, None) is not None:
-            raise KinksDiffer(f"the followed run made more ReLU calls than the {len(self.seen)} made here")
+            raise KinksDiffer(f"the followed run made more ReLU and max-pool calls than the {len(self.seen)} here")
 
     def arrays(self, to_numpy) -> list[np.ndarray]:
         return [k if isinstance(k, np.ndarray) else to_numpy(k) for k in self.seen]
 
 
+def pool_windows(x: np.ndarray, kernel: int, stride: int, padding: int, fill: float = -np.inf) -> list[np.ndarray]:
+    """The ``kernel**2`` strided slices of the padded ``x`` (N, C, H, W) whose elementwise
+    maximum is max pooling (floor mode), in the row-major order of the window."""
+    n, c, h, w = x.shape
+    oh, ow = (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
+    if padding:
+        x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), constant_values=fill)
+    return [x[:, :, a:a + (oh - 1) * stride + 1:stride, b:b + (ow - 1) * stride + 1:stride]
+            for a in range(kernel) for b in range(kernel)]
+
+
+def max_offsets(x: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndarray:
+    """Which element of its window each max-pool output took (0 .. kernel**2 - 1, row-major),
+    the first of equal maxima as torch's kernel takes it; padding never wins."""
+    return np.argmax(np.stack(pool_windows(x, kernel, stride, padding)), axis=0).astype(np.uint8)
+
+
+def offset_masks(offsets: np.ndarray, kernel: int) -> list[np.ndarray]:
+    """One float32 0/1 mask per window element: where the followed run took that element."""
+    return [(offsets == j).astype(np.float32) for j in range(kernel * kernel)]
+
+
 class KinksDiffer(ValueError):
-    """The followed run made other ReLU calls (another count or shape): a port bug the stage
+    """The followed run made other ReLU or max-pool calls (another count or shape): a port bug the stage
     outputs will show; the comparison then goes on without following."""
 
 

@@ -100,14 +100,17 @@ def forward_order(spec: Res2NetSpec) -> list[str]:
 
 
 def _save_kinks(path: Path, kinks: list[np.ndarray]) -> None:
-    np.savez(path, **{f"relu{i}": np.packbits(k.reshape(-1)) for i, k in enumerate(kinks)},
-             shapes=np.array([json.dumps(list(k.shape)) for k in kinks]))
+    # ReLU decisions as bits, max-pool choices as bytes; the order of the calls is kept
+    arrays = {(f"relu{i}" if k.dtype == np.bool_ else f"pool{i}"): (np.packbits(k.reshape(-1)) if k.dtype == np.bool_
+                                                                   else k) for i, k in enumerate(kinks)}
+    np.savez(path, **arrays, shapes=np.array([json.dumps(list(k.shape)) for k in kinks]))
 
 
 def _load_kinks(path: Path) -> list[np.ndarray]:
     data = np.load(path)
     shapes = [tuple(json.loads(s)) for s in data["shapes"]]
-    return [np.unpackbits(data[f"relu{i}"], count=int(np.prod(shape))).reshape(shape).astype(bool)
+    return [data[f"pool{i}"] if f"pool{i}" in data.files else
+            np.unpackbits(data[f"relu{i}"], count=int(np.prod(shape))).reshape(shape).astype(bool)
             for i, shape in enumerate(shapes)]
 
 
@@ -168,7 +171,7 @@ def _train_steps(framework: str, backend, job: dict, *, follow_kinks: bool, note
         np.savez(out / f"state{k}.npz", **from_native(trainer.named_state(), spec, framework))
         np.savez(out / f"momentum{k}.npz", **from_native(trainer.momentum_buffers(), spec, framework))
     (out / "run.json").write_text(json.dumps({"losses": losses, "followed": followed,
-                                              "relu_calls": len(step.kinks), "note": note}))
+                                              "kink_calls": len(step.kinks), "note": note}))
 
 
 # --- comparison -------------------------------------------------------------------------------

@@ -39,6 +39,11 @@ def _windows(x: jt.Var, k: int, stride: int, pad: int, ceil_mode: bool, fill: fl
     return slices, (h, w, oh, ow)
 
 
+def pool_windows(x: jt.Var, k: int, stride: int, pad: int = 0) -> list[jt.Var]:
+    """zoo.training.pool_windows in Jittor (zero padding: where a followed choice never lies)."""
+    return _windows(x, k, stride, pad, False, 0.0)[0]
+
+
 def avg_pool2d(x: jt.Var, k: int, stride: int, pad: int = 0, *, ceil_mode: bool = False,
                count_include_pad: bool = True) -> jt.Var:
     slices, (h, w, oh, ow) = _windows(x, k, stride, pad, ceil_mode, 0.0)

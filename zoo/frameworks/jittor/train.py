@@ -15,7 +15,8 @@ import contextlib
 import jittor as jt
 import numpy as np
 
-from ...training import KINK_WINDOW, SGD, Kinks, StepOutput
+from ...training import KINK_WINDOW, SGD, Kinks, StepOutput, max_offsets, offset_masks
+from .pooling import MaxPool2d, pool_windows
 
 
 def _trainable(model: jt.Module) -> list[tuple[str, jt.Var]]:
@@ -49,11 +50,11 @@ class Trainer:
         return ((1.0 - self.label_smoothing) * nll - self.label_smoothing * logp.mean(dim=1)).mean()
 
     @contextlib.contextmanager
-    def _relus(self, kinks: Kinks):
-        """Record every ReLU call's ``input > 0`` into ``kinks``, or follow its decisions where the
-        input is within rounding of 0 (zoo.training.KINK_WINDOW). Jittor keeps one forward hook
-        per module, removed by deleting it."""
-        def hook(module, inputs, output):
+    def _kinks(self, kinks: Kinks):
+        """Record every ReLU call's ``input > 0`` and every max pool's choice per window into
+        ``kinks``, or follow its decisions where this run's own lie within rounding of them
+        (zoo.training.KINK_WINDOW). Jittor keeps one forward hook per module, removed by deleting it."""
+        def relu(module, inputs, output):
             if not kinks.following:
                 kinks.record((output > 0).stop_grad())
                 return None
@@ -63,20 +64,32 @@ class Trainer:
             kinks.followed += int((near & (other != (z > 0))).sum().numpy())
             return jt.ternary(near, z * other.float32(), output)
 
-        relus = [m for m in self.model.modules() if isinstance(m, jt.nn.ReLU)]
-        for m in relus:
+        def pool(module, inputs, output):
+            x, k, s, p = inputs[0], module.k, module.stride, module.pad
+            if not kinks.following:
+                kinks.record(max_offsets(x.numpy(), k, s, p))
+                return None
+            masks = offset_masks(kinks.take(tuple(output.shape), "max pool"), k)
+            chosen = sum(jt.array(m) * w for m, w in zip(masks, pool_windows(x, k, s, p)))
+            gap = (output - chosen).stop_grad()
+            kinks.follow_pool(float(gap.max().numpy()), int((gap > 0).sum().numpy()), float(x.abs().max().numpy()))
+            return chosen
+
+        hooked = [(m, relu) for m in self.model.modules() if isinstance(m, jt.nn.ReLU)]
+        hooked += [(m, pool) for m in self.model.modules() if isinstance(m, MaxPool2d)]
+        for m, hook in hooked:
             m.register_forward_hook(hook)
         try:
             yield
             kinks.done()
         finally:
-            for m in relus:
+            for m, _ in hooked:
                 m.__dict__.pop("__fhook__", None)
 
     def step(self, images: np.ndarray, labels: np.ndarray, *, inspect: bool = False, record_kinks: bool = False,
              kinks: list[np.ndarray] | None = None) -> StepOutput:
         seen = Kinks(kinks)
-        with self._relus(seen) if record_kinks or kinks is not None else contextlib.nullcontext():
+        with self._kinks(seen) if record_kinks or kinks is not None else contextlib.nullcontext():
             features = self.model.forward_features(jt.array(images))
             loss = self._loss(self.model.forward_head(features[-1]), jt.array(labels.astype(np.int32)))
         self.optimizer.backward(loss)

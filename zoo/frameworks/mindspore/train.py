@@ -19,7 +19,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from ...training import KINK_WINDOW, SGD, Kinks, StepOutput
+from ...training import KINK_WINDOW, SGD, Kinks, StepOutput, max_offsets
+from .model import PaddedMaxPool
 
 
 class NesterovMomentum(nn.Momentum):
@@ -64,10 +65,11 @@ class Trainer:
         self._value_and_grad = ms.value_and_grad(forward, None, self.optimizer.parameters, has_aux=True)
 
     @contextlib.contextmanager
-    def _relus(self, kinks: Kinks):
-        """Record every ReLU call's ``input > 0`` into ``kinks``, or follow its decisions where the
-        input is within rounding of 0 (zoo.training.KINK_WINDOW)."""
-        def hook(cell, inputs, output):
+    def _kinks(self, kinks: Kinks):
+        """Record every ReLU call's ``input > 0`` and every max pool's choice per window into
+        ``kinks``, or follow its decisions where this run's own lie within rounding of them
+        (zoo.training.KINK_WINDOW)."""
+        def relu(cell, inputs, output):
             if not kinks.following:
                 kinks.record(output > 0)
                 return None
@@ -77,8 +79,22 @@ class Trainer:
             kinks.followed += int(ops.logical_and(near, other != (z > 0)).sum().asnumpy())
             return ops.where(near, z * other.astype(z.dtype), output)
 
-        relus = [c for _, c in self.model.cells_and_names() if isinstance(c, nn.ReLU)]
-        handles = [c.register_forward_hook(hook) for c in relus]
+        def pool(cell, inputs, output):
+            x, (k, s, p) = inputs[0], _geometry(cell)
+            if not kinks.following:
+                kinks.record(max_offsets(x.asnumpy(), k, s, p))
+                return None
+            chosen = _chosen(x, kinks.take(tuple(output.shape), "max pool"), k, s, p)
+            gap = ops.stop_gradient(output - chosen)
+            kinks.follow_pool(float(gap.max().asnumpy()), int((gap > 0).sum().asnumpy()),
+                              float(x.abs().max().asnumpy()))
+            return chosen
+
+        cells = [c for _, c in self.model.cells_and_names()]
+        inner = {id(c.pool) for c in cells if isinstance(c, PaddedMaxPool)}  # hooked as their PaddedMaxPool
+        handles = [c.register_forward_hook(relu) for c in cells if isinstance(c, nn.ReLU)]
+        handles += [c.register_forward_hook(pool) for c in cells
+                    if isinstance(c, PaddedMaxPool) or (isinstance(c, nn.MaxPool2d) and id(c) not in inner)]
         try:
             yield
             kinks.done()
@@ -89,7 +105,7 @@ class Trainer:
     def step(self, images: np.ndarray, labels: np.ndarray, *, inspect: bool = False, record_kinks: bool = False,
              kinks: list[np.ndarray] | None = None) -> StepOutput:
         seen = Kinks(kinks)
-        with self._relus(seen) if record_kinks or kinks is not None else contextlib.nullcontext():
+        with self._kinks(seen) if record_kinks or kinks is not None else contextlib.nullcontext():
             outputs, grads = self._value_and_grad(ms.Tensor(images), ms.Tensor(labels.astype(np.int32)))
         out = StepOutput(float(outputs[0].asnumpy()), kinks=seen.arrays(lambda k: k.asnumpy()), followed=seen.followed)
         if inspect:
@@ -117,3 +133,26 @@ class Trainer:
 
     def set_lr(self, lr: float) -> None:
         ops.assign(self.optimizer.learning_rate, ms.Tensor(lr, ms.float32))
+
+
+def _geometry(cell) -> tuple[int, int, int]:
+    """(kernel, stride, padding) of a zoo max pool: a PaddedMaxPool, or a "valid" nn.MaxPool2d."""
+    pool, padding = (cell.pool, cell.padding[0]) if isinstance(cell, PaddedMaxPool) else (cell, 0)
+    return _int(pool.kernel_size), _int(pool.stride), padding
+
+
+def _int(value) -> int:
+    return value if isinstance(value, int) else int(value[-1])
+
+
+def _chosen(x: ms.Tensor, offsets: np.ndarray, kernel: int, stride: int, padding: int) -> ms.Tensor:
+    """The element ``offsets`` names in every window, as one gather from the zero-padded input
+    (MindSpore 2.10's gradient of strided slices fails on CPU: "StridedSliceGrad ... out of
+    bounds"); zero padding, since a followed choice never lies there."""
+    x = ops.pad(x, (padding,) * 4) if padding else x
+    n, c, h, w = x.shape
+    oh, ow = offsets.shape[2:]
+    row = np.arange(oh)[:, None] * stride + offsets // kernel
+    col = np.arange(ow)[None, :] * stride + offsets % kernel
+    index = ms.Tensor((row * w + col).reshape(n, c, -1).astype(np.int32))
+    return ops.gather_elements(x.reshape(n, c, h * w), 2, index).reshape(n, c, oh, ow)

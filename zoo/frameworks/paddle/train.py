@@ -15,7 +15,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from ...training import KINK_WINDOW, SGD, Kinks, StepOutput
+from ...training import KINK_WINDOW, SGD, Kinks, StepOutput, max_offsets, offset_masks
 
 
 def create_optimizer(model: paddle.nn.Layer, sgd: SGD) -> paddle.optimizer.Momentum:
@@ -36,10 +36,11 @@ class Trainer:
         self.label_smoothing = label_smoothing
 
     @contextlib.contextmanager
-    def _relus(self, kinks: Kinks):
-        """Record every ReLU call's ``input > 0`` into ``kinks``, or follow its decisions where the
-        input is within rounding of 0 (zoo.training.KINK_WINDOW)."""
-        def hook(layer, inputs, output):
+    def _kinks(self, kinks: Kinks):
+        """Record every ReLU call's ``input > 0`` and every max pool's choice per window into
+        ``kinks``, or follow its decisions where this run's own lie within rounding of them
+        (zoo.training.KINK_WINDOW)."""
+        def relu(layer, inputs, output):
             if not kinks.following:
                 kinks.record(output > 0)
                 return None
@@ -49,8 +50,20 @@ class Trainer:
             kinks.followed += int((near & (other != (z > 0))).astype("int64").sum())
             return paddle.where(near, z * other.astype(z.dtype), output)
 
-        relus = [m for m in self.model.sublayers() if isinstance(m, paddle.nn.ReLU)]
-        handles = [m.register_forward_post_hook(hook) for m in relus]
+        def pool(layer, inputs, output):
+            x, k, s, p = inputs[0], layer.ksize, layer.stride, layer.padding
+            if not kinks.following:
+                kinks.record(max_offsets(x.numpy(), k, s, p))
+                return None
+            masks = offset_masks(kinks.take(tuple(output.shape), "max pool"), k)
+            chosen = sum(paddle.to_tensor(m) * w for m, w in zip(masks, _windows(x, k, s, p)))
+            gap = (output - chosen).detach()
+            kinks.follow_pool(float(gap.max()), int((gap > 0).astype("int64").sum()), float(x.abs().max()))
+            return chosen
+
+        layers = self.model.sublayers()
+        handles = [m.register_forward_post_hook(relu) for m in layers if isinstance(m, paddle.nn.ReLU)]
+        handles += [m.register_forward_post_hook(pool) for m in layers if isinstance(m, paddle.nn.MaxPool2D)]
         try:
             yield
             kinks.done()
@@ -63,7 +76,7 @@ class Trainer:
         x = paddle.to_tensor(images)
         y = paddle.to_tensor(labels.astype(np.int64))
         seen = Kinks(kinks)
-        with self._relus(seen) if record_kinks or kinks is not None else contextlib.nullcontext():
+        with self._kinks(seen) if record_kinks or kinks is not None else contextlib.nullcontext():
             features = self.model.forward_features(x)
             loss = F.cross_entropy(self.model.forward_head(features[-1]), y, label_smoothing=self.label_smoothing)
         loss.backward()
@@ -97,3 +110,11 @@ class Trainer:
 
     def set_lr(self, lr: float) -> None:
         self.optimizer.set_lr(lr)
+
+
+def _windows(x: paddle.Tensor, kernel: int, stride: int, padding: int) -> list[paddle.Tensor]:
+    """zoo.training.pool_windows in Paddle (zero padding: a followed choice never lies there)."""
+    x = F.pad(x, [padding] * 4) if padding else x
+    oh, ow = (x.shape[2] - kernel) // stride + 1, (x.shape[3] - kernel) // stride + 1
+    return [x[:, :, a:a + (oh - 1) * stride + 1:stride, b:b + (ow - 1) * stride + 1:stride]
+            for a in range(kernel) for b in range(kernel)]

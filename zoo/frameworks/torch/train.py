@@ -3,7 +3,9 @@
 Every trainer can record its ReLU decisions and follow another run's where its own input lies
 within rounding of the kink (see ``zoo.training.KINK_WINDOW``): ReLU is not differentiable at 0,
 and fp32 rounding alone puts a few of the millions of inputs of a step on the other side
-(measured: 0-4 of 3.6-4.0M at 64 px), each with a different, equally valid gradient.
+(measured: 0-4 of 3.6-4.0M at 64 px), each with a different, equally valid gradient. The same
+holds for a max pool's window whose two largest inputs lie within rounding: its choice is
+recorded and followed in the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...training import KINK_WINDOW, SGD, Kinks, StepOutput
+from ...training import KINK_WINDOW, SGD, Kinks, StepOutput, max_offsets, offset_masks
 
 
 def create_optimizer(model: torch.nn.Module, sgd: SGD) -> torch.optim.SGD:
@@ -34,10 +36,11 @@ class Trainer:
         self.label_smoothing = label_smoothing
 
     @contextlib.contextmanager
-    def _relus(self, kinks: Kinks):
-        """Record every ReLU call's ``input > 0`` into ``kinks``, or follow its decisions where the
-        input is within rounding of 0 (zoo.training.KINK_WINDOW)."""
-        def hook(module, inputs, output):
+    def _kinks(self, kinks: Kinks):
+        """Record every ReLU call's ``input > 0`` and every max pool's choice per window into
+        ``kinks``, or follow its decisions where this run's own lie within rounding of them
+        (zoo.training.KINK_WINDOW)."""
+        def relu(module, inputs, output):
             if not kinks.following:
                 kinks.record((output > 0).cpu().numpy())
                 return None
@@ -47,18 +50,32 @@ class Trainer:
             kinks.followed += int((near & (other != (z > 0))).sum())
             return torch.where(near, z * other.to(z.dtype), output)
 
+        def pool(module, inputs, output):
+            x, k, s, p = inputs[0], module.kernel_size, module.stride, module.padding
+            if not kinks.following:
+                kinks.record(max_offsets(x.detach().cpu().numpy(), k, s, p))
+                return None
+            masks = offset_masks(kinks.take(output.shape, "max pool"), k)
+            chosen = sum(torch.from_numpy(m).to(x.device) * w
+                         for m, w in zip(masks, _windows(x, k, s, p)))
+            gap = (output - chosen).detach()
+            kinks.follow_pool(float(gap.max()), int((gap > 0).sum()), float(x.detach().abs().max()))
+            return chosen
+
         relus = [m for m in self.model.modules() if isinstance(m, torch.nn.ReLU)]
+        pools = [m for m in self.model.modules() if isinstance(m, torch.nn.MaxPool2d)]
         inplace = [m.inplace for m in relus]
-        handles = []
+        handles = [m.register_forward_hook(pool) for m in pools]
         for m in relus:
             m.inplace = not kinks.following and m.inplace  # following needs the input the ReLU saw
-            handles.append(m.register_forward_hook(hook))
+            handles.append(m.register_forward_hook(relu))
         try:
             yield
             kinks.done()
         finally:
-            for m, flag, h in zip(relus, inplace, handles):
+            for m, flag in zip(relus, inplace):
                 m.inplace = flag
+            for h in handles:
                 h.remove()
 
     def step(self, images: np.ndarray, labels: np.ndarray, *, inspect: bool = False, record_kinks: bool = False,
@@ -67,7 +84,7 @@ class Trainer:
         y = torch.from_numpy(labels.astype(np.int64)).to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
         seen = Kinks(kinks)
-        with self._relus(seen) if record_kinks or kinks is not None else contextlib.nullcontext():
+        with self._kinks(seen) if record_kinks or kinks is not None else contextlib.nullcontext():
             features = self.model.forward_features(x)
             loss = F.cross_entropy(self.model.forward_head(features[-1]), y, label_smoothing=self.label_smoothing)
         loss.backward()
@@ -104,3 +121,12 @@ class Trainer:
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+
+
+def _windows(x: torch.Tensor, kernel: int, stride: int, padding: int) -> list[torch.Tensor]:
+    """zoo.training.pool_windows in torch (zero padding: a followed choice never lies there)."""
+    x = F.pad(x, (padding,) * 4) if padding else x
+    oh, ow = (x.shape[2] - kernel) // stride + 1, (x.shape[3] - kernel) // stride + 1
+    return [x[:, :, a:a + (oh - 1) * stride + 1:stride, b:b + (ow - 1) * stride + 1:stride]
+            for a in range(kernel) for b in range(kernel)]
+

@@ -49,12 +49,13 @@ RUNTIME_MODES = [(fw.name, mode) for fw in FRAMEWORKS.values() for mode, _ in fw
 @pytest.mark.parametrize("framework, mode", RUNTIME_MODES)
 def test_verify_in_the_deployment_runtime(framework, mode):
     """The deployment runtimes as verify modes: the exported graph of every stage output and of
-    the logits, run by the runtime, within the limit."""
-    result = zoo_cli("verify", "-f", framework, "--mode", mode, "res2net50_v1b", "res2next_dla60", "--json")
+    the logits, run by the runtime, within the limit. One model, the one furthest from a ResNet
+    (DLA's trees, grouped convolutions): every variant's export is checked in test_export."""
+    result = zoo_cli("verify", "-f", framework, "--mode", mode, "res2next_dla60", "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert [r["mode"] for r in rows] == [mode, mode]
-    assert all(r["passed"] and 0 < r["logits_rel"] <= 1e-4 for r in rows)
+    assert [r["mode"] for r in rows] == [mode]
+    assert all(r["passed"] and 0 < r["logits_rel"] <= 1e-4 and len(r["stages"]) == 6 for r in rows)
 
 
 def test_every_mode_is_named_in_help_and_others_are_refused():

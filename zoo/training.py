@@ -127,15 +127,20 @@ class Kinks:
         return [k if isinstance(k, np.ndarray) else to_numpy(k) for k in self.seen]
 
 
+def window_slices(padded, kernel: int, stride: int) -> list:
+    """The ``kernel**2`` strided slices of an already padded (N, C, H, W) array whose elementwise
+    maximum is max pooling (floor mode), in the row-major order of the window. Plain slicing:
+    the same code for numpy arrays and the frameworks' tensors."""
+    oh, ow = (padded.shape[2] - kernel) // stride + 1, (padded.shape[3] - kernel) // stride + 1
+    return [padded[:, :, a:a + (oh - 1) * stride + 1:stride, b:b + (ow - 1) * stride + 1:stride]
+            for a in range(kernel) for b in range(kernel)]
+
+
 def pool_windows(x: np.ndarray, kernel: int, stride: int, padding: int, fill: float = -np.inf) -> list[np.ndarray]:
-    """The ``kernel**2`` strided slices of the padded ``x`` (N, C, H, W) whose elementwise
-    maximum is max pooling (floor mode), in the row-major order of the window."""
-    n, c, h, w = x.shape
-    oh, ow = (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
+    """``window_slices`` of ``x`` padded with ``fill``."""
     if padding:
         x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), constant_values=fill)
-    return [x[:, :, a:a + (oh - 1) * stride + 1:stride, b:b + (ow - 1) * stride + 1:stride]
-            for a in range(kernel) for b in range(kernel)]
+    return window_slices(x, kernel, stride)
 
 
 def max_offsets(x: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from ...training import KINK_WINDOW, SGD, Kinks, StepOutput, max_offsets, offset_masks
+from ...training import KINK_WINDOW, SGD, Kinks, StepOutput, max_offsets, offset_masks, window_slices
 
 
 def create_optimizer(model: paddle.nn.Layer, sgd: SGD) -> paddle.optimizer.Momentum:
@@ -56,7 +56,8 @@ class Trainer:
                 kinks.record(max_offsets(x.numpy(), k, s, p))
                 return None
             masks = offset_masks(kinks.take(tuple(output.shape), "max pool"), k)
-            chosen = sum(paddle.to_tensor(m) * w for m, w in zip(masks, _windows(x, k, s, p)))
+            padded = F.pad(x, [p] * 4) if p else x  # zeros: a followed choice never lies there
+            chosen = sum(paddle.to_tensor(m) * w for m, w in zip(masks, window_slices(padded, k, s)))
             gap = (output - chosen).detach()
             kinks.follow_pool(float(gap.max()), int((gap > 0).astype("int64").sum()), float(x.abs().max()))
             return chosen
@@ -110,11 +111,3 @@ class Trainer:
 
     def set_lr(self, lr: float) -> None:
         self.optimizer.set_lr(lr)
-
-
-def _windows(x: paddle.Tensor, kernel: int, stride: int, padding: int) -> list[paddle.Tensor]:
-    """zoo.training.pool_windows in Paddle (zero padding: a followed choice never lies there)."""
-    x = F.pad(x, [padding] * 4) if padding else x
-    oh, ow = (x.shape[2] - kernel) // stride + 1, (x.shape[3] - kernel) // stride + 1
-    return [x[:, :, a:a + (oh - 1) * stride + 1:stride, b:b + (ow - 1) * stride + 1:stride]
-            for a in range(kernel) for b in range(kernel)]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...training import KINK_WINDOW, SGD, Kinks, StepOutput, max_offsets, offset_masks
+from ...training import KINK_WINDOW, SGD, Kinks, StepOutput, max_offsets, offset_masks, window_slices
 
 
 def create_optimizer(model: torch.nn.Module, sgd: SGD) -> torch.optim.SGD:
@@ -56,8 +56,8 @@ class Trainer:
                 kinks.record(max_offsets(x.detach().cpu().numpy(), k, s, p))
                 return None
             masks = offset_masks(kinks.take(output.shape, "max pool"), k)
-            chosen = sum(torch.from_numpy(m).to(x.device) * w
-                         for m, w in zip(masks, _windows(x, k, s, p)))
+            padded = F.pad(x, (p,) * 4) if p else x  # zeros: a followed choice never lies there
+            chosen = sum(torch.from_numpy(m).to(x.device) * w for m, w in zip(masks, window_slices(padded, k, s)))
             gap = (output - chosen).detach()
             kinks.follow_pool(float(gap.max()), int((gap > 0).sum()), float(x.detach().abs().max()))
             return chosen
@@ -121,12 +121,3 @@ class Trainer:
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-
-
-def _windows(x: torch.Tensor, kernel: int, stride: int, padding: int) -> list[torch.Tensor]:
-    """zoo.training.pool_windows in torch (zero padding: a followed choice never lies there)."""
-    x = F.pad(x, (padding,) * 4) if padding else x
-    oh, ow = (x.shape[2] - kernel) // stride + 1, (x.shape[3] - kernel) // stride + 1
-    return [x[:, :, a:a + (oh - 1) * stride + 1:stride, b:b + (ow - 1) * stride + 1:stride]
-            for a in range(kernel) for b in range(kernel)]
-

@@ -18,7 +18,8 @@ measured (``--only`` re-measures some and keeps the others):
 - train_check: `zoo verify --train` per framework (64 px, batch 4, 3 SGD steps, realistic random
   weights): the whole command's wall time and the peak memory of its largest process;
 - startup: `zoo --help`, `zoo list`;
-- gpu: torch fp32/fp16/bf16, channels_last, batch 1 and 64, when a CUDA device is present.
+- gpu: torch against timm, fp32 (IEEE)/fp16/bf16, channels_last, batch 1 and 64, when a CUDA device is
+  present.
 
 Peers: pip install timm mindcv; pip install --no-deps paddleclas (only its res2net.py is used).
 """
@@ -167,30 +168,38 @@ def _worker_jittor(batches, runs):
 
 
 def _worker_gpu(batches, runs):
+    """zoo's torch model against timm's on the GPU, alternated on the same input, per dtype and
+    memory format; fp32 is IEEE fp32 (zoo's workers turn TF32 off), the half types autocast-free."""
+    import timm
     import torch
 
     import zoo
 
     if not torch.cuda.is_available():
         return []
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = False
     rows = []
-    model = zoo.create_model("res2net50_26w_4s", framework="torch").eval().cuda()
+    ours = zoo.create_model("res2net50_26w_4s", framework="torch").eval().cuda()
+    peer = timm.create_model("res2net50_26w_4s").eval().cuda()
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         for channels_last in (False, True):
-            m = model.to(dtype=dtype, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+            fmt = torch.channels_last if channels_last else torch.contiguous_format
+            a, b_ = ours.to(dtype=dtype, memory_format=fmt), peer.to(dtype=dtype, memory_format=fmt)
             for b in (1, 64):
-                x = torch.randn(b, 3, 224, 224, device="cuda", dtype=dtype)
-                if channels_last:
-                    x = x.to(memory_format=torch.channels_last)
+                x = torch.randn(b, 3, 224, 224, device="cuda", dtype=dtype).to(memory_format=fmt)
 
-                def run():
-                    with torch.inference_mode():
-                        m(x)
-                    torch.cuda.synchronize()
+                def timed(m):
+                    def run():
+                        with torch.inference_mode():
+                            m(x)
+                        torch.cuda.synchronize()
+                    return run
 
-                ips, _ = _time_pair(run, run, b, runs, 10)
+                ips, peer_ips = _time_pair(timed(a), timed(b_), b, runs, 10)
                 rows.append(dict(device=torch.cuda.get_device_name(), dtype=str(dtype).replace("torch.", ""),
-                                 channels_last=channels_last, batch=b, images_per_s=ips))
+                                 channels_last=channels_last, batch=b, images_per_s=ips, timm_images_per_s=peer_ips,
+                                 ratio=ips / peer_ips))
     return rows
 
 
@@ -526,9 +535,10 @@ SECTIONS = {
         ("peak MiB", "peak_mib", "d")]),
     "startup": (startup_section, "CLI start-up (median wall seconds)", [
         ("command", "command", ""), ("seconds", "seconds", ".3f")]),
-    "gpu": (lambda runs: _run_worker("gpu", runs), "GPU, torch res2net50_26w_4s, images/s", [
-        ("dtype", "dtype", ""), ("channels_last", "channels_last", ""), ("batch", "batch", "d"),
-        ("images/s", "images_per_s", ".1f")]),
+    "gpu": (lambda runs: _run_worker("gpu", runs), "GPU, torch res2net50_26w_4s against timm, images/s", [
+        ("device", "device", ""), ("dtype", "dtype", ""), ("channels_last", "channels_last", ""),
+        ("batch", "batch", "d"), ("zoo", "images_per_s", ".1f"), ("timm", "timm_images_per_s", ".1f"),
+        ("zoo/timm", "ratio", ".2f")]),
 }
 
 

@@ -33,6 +33,13 @@ def _has_gpu() -> bool:
 
 
 def pytest_configure(config):
+    # Hub sources are the default of several variants: no test may read or fill the machine's own
+    # Hugging Face cache (a test that wants one sets HF_HOME for its commands).
+    import tempfile
+
+    global _HF_HOME
+    _HF_HOME = os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="zoo-test-hf-")
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
     for name, fw in FRAMEWORKS.items():  # one marker per framework of the record
         config.addinivalue_line("markers", f"{name}: needs {fw.title}")
 
@@ -53,7 +60,14 @@ def pytest_runtest_setup(item):
             pytest.skip(message)
 
 
+_HF_HOME = None
+
+
 def pytest_sessionfinish(session, exitstatus):
+    if _HF_HOME:
+        import shutil
+
+        shutil.rmtree(_HF_HOME, ignore_errors=True)
     loaded = sorted(m for m in FRAMEWORK_MODULES.values() if m in sys.modules)
     if len(loaded) > 1:
         print(f"\nERROR: one test session imported several frameworks: {loaded}; "

@@ -169,7 +169,11 @@ def test_registry_sources_point_at_the_real_release():
     src = resolve_source("res2net101_v1b")
     assert src.url == "https://shanghuagao.oss-cn-beijing.aliyuncs.com/res2net/res2net101_v1b_26w_4s-0812c246.pth"
     assert src.sha256_prefix == "0812c246"
-    assert resolve_source("res2net50d", "timm").url.endswith("/timm/res2net50d.in1k/resolve/main/model.safetensors")
+    hub = resolve_source("res2net50d", "timm", revision="v1")
+    assert (hub.hf_repo, hub.hf_filename, hub.revision) == ("timm/res2net50d.in1k", "model.safetensors", "v1")
+    # The Hub copy of the release file is the default where timm's copy is that file; for v1b it is
+    # timm's own upload, so the release stays the default.
+    assert resolve_source("res2net50_26w_4s").tag == "timm" and resolve_source("res2net50d").tag == "official"
 
 
 def test_peer_weights_are_registered_sources_with_their_own_top1(tmp_path):

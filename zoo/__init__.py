@@ -24,7 +24,8 @@ def create_model(
     *,
     weights: str | None = None,
     pretrained: bool = False,
-    source: str = "official",
+    source: str | None = None,
+    revision: str | None = None,
     num_classes: int | None = None,
     features_only: bool = False,
     out_indices=None,
@@ -35,8 +36,10 @@ def create_model(
     weights: a checkpoint file (official/timm ``.pth``, ``.safetensors``, or the framework's own
         format), loaded strictly: missing, unexpected or mis-shaped tensors raise one error that
         lists them.
-    pretrained: download the released weights (``source``: official or timm) once, verify
-        them, convert them once to this framework, all cached under ``$ZOO_HOME``.
+    pretrained: download the released weights once (``source``: a tag of ``zoo info``, default the
+        variant's default source; ``revision``: a branch, tag or commit of a Hub source), verify
+        them, convert them once to this framework, cached under ``$ZOO_HOME`` (Hub files stay in
+        huggingface_hub's cache, shared with timm).
     num_classes: a new classifier size; with ``weights`` the checkpoint's classifier is then
         left out (fine-tuning), everything else still loads strictly.
     features_only: return the stage outputs (``out_indices``, default C2..C5) instead of logits.
@@ -61,7 +64,7 @@ def create_model(
     if pretrained:
         from .pretrained import fetch
 
-        weights = fetch(label, framework, source=source)
+        weights = fetch(label, framework, source=source, revision=revision)
     model = backend.build_model(spec, features_only=features_only, out_indices=out_indices)
     if weights is not None:
         load_weights(resolve_framework(framework).name, model, weights, reset_head=reset_head, model_name=label,

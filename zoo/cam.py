@@ -132,7 +132,7 @@ def render(crops: list[np.ndarray], maps: np.ndarray, captions: list[str], path:
 
 
 def cam(name: str | None, framework: str, images: list[str], out: str | Path, *, weights: str | None = None,
-        source: str = "official", klass: int | None = None, layer: str | None = None, method: str = "gradcam",
+        source: str | None = None, klass: int | None = None, layer: str | None = None, method: str = "gradcam",
         map_file: str | Path | None = None, device: str = "cpu", image_size: int | None = None) -> CamResult:
     import dataclasses
 

@@ -110,7 +110,11 @@ def _info(v: zspec.Variant) -> dict:
             "params_m": v.published.params_m, "gflops": v.published.gflops,
             "top1_err": v.published.top1_err, "top5_err": v.published.top5_err,
         },
-        "sources": [{k: val for k, val in vars(src).items() if val} for src in v.sources],
+        "sources": [{k: val for k, val in vars(src).items() if val and (k != "hf_filename" or src.on_hub)}
+                    | {"location": src.location, "integrity": src.integrity, "runs_no_code": src.runs_no_code}
+                    for src in v.sources],
+        "default_source": v.default_source.tag if v.default_source else None,
+        "default_source_why": v.why_default(),
         "note": v.note,
     })
     return out
@@ -126,8 +130,9 @@ _EXTENSIONS_HELP = ", ".join([".safetensors", *dict.fromkeys(f.extension for f i
 _NUMPY_WRITTEN_HELP = ", ".join([*(n for n, f in FRAMEWORKS.items() if f.numpy_writer), "safetensors"])
 _FORMATS_HELP = ", ".join(f"{e.name} (from {fw.name})" for e, fw in export_formats().values())
 _EXPORTERS_HELP = ", ".join(n for n, f in FRAMEWORKS.items() if f.exports)
-_SOURCE_HELP = "Which released weights: official (default), timm, mindcv, paddleclas, paddleclas-ssld, jittor, " \
-               "mmpretrain, mmdet (`zoo info` lists a model's)."
+_SOURCE_HELP = "Which released weights: official, timm (the Hugging Face Hub), mindcv, paddleclas, paddleclas-ssld, " \
+               "jittor, mmpretrain, mmdet; default: the model's default source (`zoo info` says which and why)."
+_REVISION_HELP = "Branch, tag or commit of a Hugging Face Hub source (default: main); the commit is recorded."
 _SOURCES_HELP = "JSON manifest of mirrors: model -> {url (http, file:// or path), sha256} (default: $ZOO_SOURCES)."
 _JSON_HELP = "Print JSON for machines (on stdout; messages stay on stderr)."
 _DEVICE_HELP = "cpu, gpu or ascend."
@@ -200,14 +205,15 @@ def _info_text(v: zspec.Variant) -> str:
     else:
         lines.append("  published: none")
     for src in v.sources:
-        where = src.url or f"hf://{src.hf_hub_id}"
-        extra = f" (hub {src.hf_hub_id})" if src.url and src.hf_hub_id else ""
+        extra = ""
         if src.tag != "official":
             extra += f" [{src.framework} file, {src.layout} names]"
         if src.top1 is not None:
             extra += f" top-1 {src.top1:.2f}"
-        lines.append(f"  weights [{src.tag}] {where}{extra}")
-    if not v.sources:
+        lines.append(f"  weights [{src.tag}] {src.location}{extra}; checked by {src.integrity}")
+    if v.sources:
+        lines.append(f"  default weights [{v.default_source.tag}]: {v.why_default()}")
+    else:
         lines.append("  weights: none released")
     if v.note:
         lines.append(f"  note: {v.note}")
@@ -227,8 +233,9 @@ def convert_cmd(
                                                                    "extension, or the cache for a model name."),
     dtype: str = typer.Option("float32", "--dtype", help="safetensors output: float32, float16 or keep."),
     allow_non_finite: bool = typer.Option(False, "--allow-non-finite", help="Keep NaN/Inf values instead of refusing."),
-    source: str = typer.Option("official", "--source", help=_SOURCE_HELP),
+    source: Optional[str] = typer.Option(None, "--source", help=_SOURCE_HELP),
     sources: Optional[str] = typer.Option(None, "--sources", help=_SOURCES_HELP),
+    revision: Optional[str] = typer.Option(None, "--revision", help=_REVISION_HELP),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ):
     """Convert a checkpoint (or a model's released weights) between frameworks, exactly.
@@ -238,7 +245,7 @@ def convert_cmd(
     from .pretrained import convert_any
 
     path = convert_any(src, to, model=model, out=out, dtype=dtype, allow_non_finite=allow_non_finite, source=source,
-                   sources_file=sources)
+                       sources_file=sources, revision=revision)
     typer.echo(json.dumps({"output": str(path), "to": to}) if as_json else str(path))
 
 
@@ -250,8 +257,9 @@ def download_cmd(
     framework: Optional[str] = typer.Option(None, "--framework", "-f",
                                             help="Convert once to this framework (or safetensors); default: the "
                                                  "file as released."),
-    source: str = typer.Option("official", "--source", help=_SOURCE_HELP),
+    source: Optional[str] = typer.Option(None, "--source", help=_SOURCE_HELP),
     sources: Optional[str] = typer.Option(None, "--sources", help=_SOURCES_HELP),
+    revision: Optional[str] = typer.Option(None, "--revision", help=_REVISION_HELP),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ):
     """Fetch released weights once, check them, convert once; prints each file's path."""
@@ -261,7 +269,8 @@ def download_cmd(
     wanted = _models(names, model)
     if not wanted:
         raise UsageError("give a model name (`zoo list` shows the ones with weights)")
-    paths = {zspec.resolve_name(n): str(fetch(n, framework, source=source, sources_file=sources)) for n in wanted}
+    paths = {zspec.resolve_name(n): str(fetch(n, framework, source=source, sources_file=sources, revision=revision))
+             for n in wanted}
     if as_json:
         typer.echo(json.dumps([{"model": n, "path": p, "framework": framework} for n, p in paths.items()], indent=2))
     else:
@@ -340,7 +349,7 @@ def eval_cmd(
     data: str = typer.Option(..., "--data", help="DIR/<class>/*.JPEG (sorted classes) or a list file 'path label'."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Checkpoint (any supported format; the model is "
                                                                   "identified from it); default: released weights."),
-    source: str = typer.Option("official", "--source", help=_SOURCE_HELP),
+    source: Optional[str] = typer.Option(None, "--source", help=_SOURCE_HELP),
     device: str = typer.Option("cpu", "--device", help=_DEVICE_HELP),
     mode: Optional[str] = typer.Option(None, "--mode", help=_MODES_HELP + " Default: the exact mode measured "
                                                                      "fastest (torch onnxruntime when installed, "
@@ -392,7 +401,7 @@ def export_cmd(
                                                                             "--format."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Checkpoint in any supported format; default: the "
                                                                   "released weights (--source)."),
-    source: str = typer.Option("official", "--source", help=_SOURCE_HELP),
+    source: Optional[str] = typer.Option(None, "--source", help=_SOURCE_HELP),
     sources: Optional[str] = typer.Option(None, "--sources", help=_SOURCES_HELP),
     out: Optional[str] = typer.Option(None, "--output", "-o", help="Output file (.onnx, .pt, .mindir) or directory "
                                                                    "(paddle-inference); default: MODEL.<format> here."),
@@ -448,7 +457,7 @@ def cam_cmd(
     out: str = typer.Option(..., "--output", "-o", help="The picture to write (PNG)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Checkpoint in any supported format; default: the "
                                                                   "released weights (--source)."),
-    source: str = typer.Option("official", "--source", help=_SOURCE_HELP),
+    source: Optional[str] = typer.Option(None, "--source", help=_SOURCE_HELP),
     klass: Optional[int] = typer.Option(None, "--class", help="The class to explain; default: each image's top-1."),
     layer: Optional[str] = typer.Option(None, "--layer", help="The stage whose output is explained (as `zoo info` "
                                                               "lists them); default: the last."),

@@ -157,11 +157,12 @@ def model_name(text: str) -> str | None:
 
 
 def convert(src: str | Path, to: str, *, model: str | None = None, out: str | Path | None = None,
-            dtype: str = "float32", allow_non_finite: bool = False) -> Path:
+            dtype: str = "float32", allow_non_finite: bool = False, provenance: dict[str, str] | None = None) -> Path:
     """Convert the checkpoint file ``src`` to ``to`` (safetensors or a framework); returns the
     written path. ``dtype`` (float32, float16, keep) applies to safetensors output; the
     frameworks' native files hold float32, as their models do. (A model's released weights:
-    ``zoo.pretrained``.)
+    ``zoo.pretrained``; their ``provenance``, where the file came from, goes into safetensors
+    metadata.)
 
     safetensors and the files numpy writes exactly (Paddle, Jittor) are written here, without
     their framework; the others inside a worker process of that framework, with its own writer
@@ -190,7 +191,7 @@ def convert(src: str | Path, to: str, *, model: str | None = None, out: str | Pa
     if out.exists() and src.exists() and out.resolve() == src.resolve():
         raise UsageError(f"{out}: the output would overwrite the input; choose another -o")
     job = {"src": str(src), "to": to, "model": model, "out": str(out), "dtype": dtype,
-           "allow_non_finite": allow_non_finite}
+           "allow_non_finite": allow_non_finite, "provenance": provenance}
     if to in IN_PROCESS:
         return convert_here(**job)
     run_job(to, "convert", job)
@@ -198,7 +199,7 @@ def convert(src: str | Path, to: str, *, model: str | None = None, out: str | Pa
 
 
 def convert_here(src: str | Path, to: str, *, model: str | None = None, out: str | Path, dtype: str = "float32",
-                 allow_non_finite: bool = False) -> Path:
+                 allow_non_finite: bool = False, provenance: dict[str, str] | None = None) -> Path:
     """The conversion itself, in this process (which may import the target framework)."""
     src, out = Path(src), Path(out)
     raw = read_raw(src)
@@ -213,7 +214,7 @@ def convert_here(src: str | Path, to: str, *, model: str | None = None, out: str
     state = _cast(state, src, dtype)
     if to == CANONICAL:
         metadata = {"zoo.model": label, "zoo.spec": spec.to_json(), "zoo.source": src.name,
-                    "zoo.sha256": sha256_file(src), "zoo.flavour": "torch"}
+                    "zoo.sha256": sha256_file(src), "zoo.flavour": "torch", **(provenance or {})}
         write_canonical(state, out, metadata)
         return out
     native = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in to_native(state, spec, to).items()}

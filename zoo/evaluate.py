@@ -186,7 +186,7 @@ def model_of(name: str | None, weights: str | None):
     return label, spec, VARIANTS.get(label)
 
 
-def model_weights(label: str, spec, variant, weights: str | None, target: str, *, source: str = "official",
+def model_weights(label: str, spec, variant, weights: str | None, target: str, *, source: str | None = None,
                   sources_file: str | None = None):
     """(spec, weights file) to run: the file given, or the variant's released weights fetched for
     ``target``; the spec's classifier as the file has it (MindCV's factory default is 1001 classes)."""
@@ -205,7 +205,7 @@ def model_weights(label: str, spec, variant, weights: str | None, target: str, *
 
 
 def evaluate(name: str | None, framework: str, data: str | Path, *, weights: str | None = None,
-             source: str = "official", device: str = "cpu", mode: str | None = None, batch_size: int = 32,
+             source: str | None = None, device: str = "cpu", mode: str | None = None, batch_size: int = 32,
              limit: int | None = None, image_size: int | None = None, predictions: str | None = None) -> dict:
     """Run ``zoo eval`` in a worker of ``framework``; returns the result with the published figure."""
     import dataclasses

@@ -100,7 +100,7 @@ def _metadata(label: str, spec, variant) -> dict[str, str]:
 
 
 def export(model: str | None, fmt: str | None = None, *, framework: str | None = None, weights: str | None = None,
-           source: str = "official", sources_file: str | None = None, out: str | Path | None = None,
+           source: str | None = None, sources_file: str | None = None, out: str | Path | None = None,
            image_size: int | None = None, features_only: bool = False, out_indices=None,
            tolerance: float = PARITY_LIMIT, device: str = "cpu") -> ExportResult:
     from .errors import CheckpointFormatError, VerificationFailed

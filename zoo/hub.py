@@ -11,9 +11,10 @@ Cache layout under ``$ZOO_HOME`` (default: the platform's user cache dir, ``res2
 
 The transfer uses requests (streaming, Range) under filelock, with progress on stderr (zoo.progress).
 pooch was the first choice but cannot resume an interrupted transfer or lock a file across
-processes; huggingface_hub does both but only for files of hub repositories, while the official
-release serves plain URLs. Nothing enters ``blobs/`` before its size and checksum are verified,
-and a file that fails verification is deleted.
+processes. Nothing enters ``blobs/`` before its size and checksum are verified, and a file that
+fails verification is deleted. Files of Hugging Face Hub repositories (timm's copies) are not
+kept here: ``zoo.hf`` fetches them with huggingface_hub into its own cache, where timm finds
+them too, and checks their full sha256.
 
 Mirrors and air-gapped sites: a JSON manifest (``ZOO_SOURCES=/path/sources.json`` or
 ``--sources``) adds or overrides sources:
@@ -39,7 +40,6 @@ from .errors import DownloadError, UsageError
 from .spec import get_variant, resolve_name
 from .spec.registry import SHA256_IN_FILE_NAME
 
-HF_ENDPOINT_DEFAULT = "https://huggingface.co"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 _ATTEMPTS = 4
@@ -52,6 +52,13 @@ class Source:
     tag: str
     sha256: str = ""         # full digest when published or given by a manifest
     sha256_prefix: str = ""  # the official file names' prefix
+    hf_repo: str = ""        # a file of this Hugging Face Hub repository (zoo.hf) ...
+    hf_filename: str = ""
+    revision: str = ""       # ... at this branch, tag or commit
+
+    @property
+    def on_hub(self) -> bool:
+        return bool(self.hf_repo)
 
     @property
     def key(self) -> str:
@@ -59,8 +66,8 @@ class Source:
 
     @property
     def local_path(self) -> Path | None:
-        """The file of a ``file://`` URL or a plain path; None for network URLs."""
-        return local_path(self.url)
+        """The file of a ``file://`` URL or a plain path; None for network URLs and Hub files."""
+        return None if self.on_hub else local_path(self.url)
 
     def check(self, digest: str) -> None:
         if self.sha256 and digest != self.sha256:
@@ -147,29 +154,66 @@ def _prefix_from_url(url: str) -> str:
     return m.group(1) if m else ""
 
 
-def resolve_source(name: str, source: str = "official", sources_file: str | Path | None = None) -> Source:
-    """The download of ``name``: the manifest's entry if it has one, else the registry's."""
+def resolve_source(name: str, source: str | None = None, sources_file: str | Path | None = None,
+                   revision: str | None = None) -> Source:
+    """The download of ``name``: the manifest's entry if it has one, else the registry's
+    ``source`` (default: the variant's default source, ``zoo info`` says which and why)."""
     variant = get_variant(name)
     manifest = load_manifest(sources_file)
     if variant.name in manifest:
         entry = manifest[variant.name]
+        if revision:
+            raise UsageError(f"--revision applies to Hugging Face Hub sources; the sources manifest gives "
+                             f"{variant.name} as a plain URL ({entry['url']})")
         return Source(variant.name, entry["url"], "manifest", entry["sha256"],
                       "" if entry["sha256"] else _prefix_from_url(entry["url"]))
     if not variant.has_weights:
         raise UsageError(f"{variant.name} has no released weights; convert a checkpoint file instead, "
                          "or add the model to a sources manifest (ZOO_SOURCES)")
     tags = [s.tag for s in variant.sources]
-    if source == "official" and source not in tags:  # a peer's own graph: its first source is the default
-        source = tags[0]
+    if source is None:
+        source = variant.default_source.tag
     if source not in tags:
         raise UsageError(f"{variant.name} has no {source!r} weights; available: {', '.join(tags)}")
     ws = next(s for s in variant.sources if s.tag == source)
-    url = ws.url or (f"{os.environ.get('HF_ENDPOINT', HF_ENDPOINT_DEFAULT).rstrip('/')}/"
-                     f"{ws.hf_hub_id}/resolve/main/model.safetensors")
-    return Source(variant.name, url, ws.tag, ws.sha256, ws.sha256_prefix)
+    if not ws.on_hub:
+        if revision:
+            raise UsageError(f"--revision applies to Hugging Face Hub sources; {variant.name}'s {source!r} "
+                             f"weights are a plain URL ({ws.url})")
+        return Source(variant.name, ws.url, ws.tag, ws.sha256, ws.sha256_prefix)
+    revision = revision or "main"
+    return Source(variant.name, f"hf://{ws.hf_hub_id}/{ws.hf_filename}@{revision}", ws.tag, ws.sha256,
+                  hf_repo=ws.hf_hub_id, hf_filename=ws.hf_filename, revision=revision)
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A verified file of a source: where it lies, its full sha256, and for a Hub file the
+    commit it came from."""
+
+    source: Source
+    path: Path
+    sha256: str
+    commit: str = ""
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """What a converted file records of where its tensors came from."""
+        out = {"zoo.source": self.source.url.rsplit("@", 1)[0] if self.source.on_hub else self.source.url,
+               "zoo.source_tag": self.source.tag, "zoo.sha256": self.sha256}
+        if self.commit:
+            out["zoo.revision"] = self.commit
+        return out
+
+
+def cached(src: Source) -> Fetched | None:
+    """The verified file of a URL source if the cache holds it; never touches the network."""
+    home = zoo_home()
+    blob = _cached(home, src)
+    return Fetched(src, blob, blob.name) if blob is not None else None
 
 
 def _cached(home: Path, src: Source) -> Path | None:
@@ -266,14 +310,18 @@ def _reason(exc: Exception, url: str) -> str:
 
 
 
-def download(src: Source) -> Path:
-    """The verified file of ``src`` in the cache, downloading it if needed."""
+def download(src: Source) -> Fetched:
+    """The verified file of a URL source in the cache, downloading it if needed."""
+    return Fetched(src, *_download_url(src))
+
+
+def _download_url(src: Source) -> tuple[Path, str]:
     from filelock import FileLock
 
     home = zoo_home()
     blob = _cached(home, src)
     if blob is not None:
-        return blob
+        return blob, blob.name
     if offline() and src.local_path is None:
         raise DownloadError(f"ZOO_OFFLINE=1 and {src.model} ({src.url}) is not in the cache {home}; "
                             "download it once with network, or point ZOO_SOURCES at a local mirror")
@@ -282,7 +330,7 @@ def download(src: Source) -> Path:
     with FileLock(str(home / "locks" / f"{src.key}.lock")):
         blob = _cached(home, src)  # another process may have finished it while we waited
         if blob is not None:
-            return blob
+            return blob, blob.name
         part = home / "partial" / f"{src.key}.part"
         _transfer(src, part)
         digest = sha256_file(part)
@@ -298,4 +346,4 @@ def download(src: Source) -> Path:
                                        "model": src.model}))
         if not (src.sha256 or src.sha256_prefix):
             print(f"note: {src.url} has no published checksum; recorded sha256 {digest}", file=sys.stderr)
-    return blob
+    return blob, digest

@@ -44,10 +44,12 @@ class Comparison:
 
 
 def _pretrained_if_cached(name: str) -> Path | None:
-    from .hub import _cached, resolve_source, zoo_home
+    from .hub import resolve_source
+    from .pretrained import cached
 
     try:
-        return _cached(zoo_home(), resolve_source(name))
+        hit = cached(resolve_source(name))
+        return hit.path if hit is not None else None
     except ZooError:  # no source, bad manifest, cached file that fails its check: random weights
         return None
 

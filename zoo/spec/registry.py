@@ -57,8 +57,10 @@ class Published:
 
 @dataclass(frozen=True)
 class WeightSource:
-    """One released checkpoint. ``sha256`` is the full digest when known; official file names
-    carry its first 8 hex digits (torch-hub convention), kept in ``sha256_prefix``."""
+    """One released checkpoint: a URL, or a file of a Hugging Face Hub repository (``hf_hub_id``,
+    fetched with huggingface_hub, whose LFS metadata gives the full sha256). ``sha256`` is the
+    full digest when known; official file names carry its first 8 hex digits (torch-hub
+    convention), kept in ``sha256_prefix``."""
 
     tag: str               # "official", "timm", "mindcv", "paddleclas", "paddleclas-ssld", "jittor", ...
     framework: str         # framework whose file this is
@@ -70,10 +72,41 @@ class WeightSource:
     # and Jittor's), "paddle", "mindspore", "paddleclas", "mindcv", "mmpretrain", "mmdet"
     layout: str = "official"
     top1: float | None = None  # the source's own published top-1, where it differs from the paper's
+    hf_filename: str = "model.safetensors"
+    # the same tensors as the variant's official release (timm's Hub copies of the official files)
+    same_as: str = ""
+
+    @property
+    def on_hub(self) -> bool:
+        return bool(self.hf_hub_id) and not self.url
 
     @property
     def filename(self) -> str:
-        return self.url.rsplit("/", 1)[-1] if self.url else ""
+        return self.hf_filename if self.on_hub else self.url.rsplit("/", 1)[-1] if self.url else ""
+
+    @property
+    def location(self) -> str:
+        return f"hf://{self.hf_hub_id}/{self.hf_filename}" if self.on_hub else self.url
+
+    @property
+    def integrity(self) -> str:
+        """How the bytes are checked on download, strongest first."""
+        if self.on_hub or self.sha256:
+            return "full sha256" + (" (the Hub's LFS metadata)" if self.on_hub else "")
+        if self.sha256_prefix:
+            return f"sha256 prefix ({len(self.sha256_prefix) * 4} bits, from the file name)"
+        return "none published (the digest of the first download is recorded)"
+
+    @property
+    def runs_no_code(self) -> bool:
+        """safetensors and MindSpore's protobuf cannot run code; pickles (.pth .pdparams .pkl) can
+        (zoo reads them without executing anything, but other tools may not)."""
+        return self.filename.endswith((".safetensors", ".ckpt"))
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        return (0 if self.integrity.startswith("full") else 1 if self.sha256_prefix else 2,
+                0 if self.runs_no_code else 1)
 
 
 @dataclass(frozen=True)
@@ -95,11 +128,39 @@ class Variant:
     def has_weights(self) -> bool:
         return bool(self.sources)
 
+    def _same_tensors(self) -> list[WeightSource]:
+        """The sources that hold the release's tensors (a peer's graph: its first source's)."""
+        if not any(s.tag == "official" for s in self.sources):
+            return list(self.sources[:1])
+        return [s for s in self.sources if s.tag == "official" or s.same_as == "official"]
+
+    @property
+    def default_source(self) -> WeightSource | None:
+        """The source fetched when none is named: the strongest check first (a full sha256 over
+        a prefix over none), then a format that cannot run code; among equals, the order listed.
+        A copy not known to hold the release's tensors never displaces the release."""
+        same = self._same_tensors()
+        return min(same, key=lambda s: s.rank) if same else None
+
+    def why_default(self) -> str:
+        """Why ``default_source`` is the default, in one phrase."""
+        best = self.default_source
+        if best is None:
+            return ""
+
+        def traits(s: WeightSource) -> str:
+            return f"{s.integrity}, {'a format that cannot run code' if s.runs_no_code else 'a pickle'}"
+
+        others = [s for s in self._same_tensors() if s is not best]
+        if not others:
+            what = "the release" if best.tag == "official" else "the first release listed for this graph"
+            return f"{what} ({traits(best)}); no other source is known to hold the same tensors"
+        return f"{traits(best)}; over " + "; ".join(f"{s.tag}: {traits(s)}" for s in others)
+
 
 _NANKAI = "http://mc.nankai.edu.cn/projects/res2net/pretrainmodels/"
 _KAIZHAO = "http://data.kaizhao.net/projects/res2net/pretrained/"
 _V1B = "https://shanghuagao.oss-cn-beijing.aliyuncs.com/res2net/"
-_TIMM_GH = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-res2net/"
 _MINDCV = "https://download.mindspore.cn/toolkits/mindcv/res2net/"
 _PADDLECLAS = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/"
 _JITTOR_HUB = "https://cg.cs.tsinghua.edu.cn/jittor/assets/build/checkpoints/"
@@ -159,13 +220,13 @@ MMDET = dict(stage_pool_stride1=False)
 
 
 def _official(base: str, filename: str, timm_hub: str = "", timm_mirror: bool = False):
+    """The release's file, and timm's Hub copy: of the release file itself (``timm_mirror``: timm
+    first served these very files from its GitHub release, then moved them to the Hub as
+    safetensors), or of weights timm published under its own name."""
     sha_prefix = filename.rsplit("-", 1)[-1].split(".")[0]
     out = [WeightSource("official", "torch", url=base + filename, sha256_prefix=sha_prefix)]
-    if timm_mirror:
-        out.append(WeightSource("timm", "torch", url=_TIMM_GH + filename, hf_hub_id=timm_hub,
-                                sha256_prefix=sha_prefix))
-    elif timm_hub:
-        out.append(WeightSource("timm", "torch", hf_hub_id=timm_hub))
+    if timm_hub:
+        out.append(WeightSource("timm", "torch", hf_hub_id=timm_hub, same_as="official" if timm_mirror else ""))
     return tuple(out)
 
 

@@ -10,6 +10,14 @@ from .._common import inference_model
 from .._deployed import Deployed, deployed, runtime_of
 
 
+def ieee_fp32() -> None:
+    """Full float32 on CUDA in this (worker) process: cuDNN convolutions default to TF32 on
+    Ampere and later, a 10-bit mantissa, which moves logits by ~1e-3 of their range and would be
+    taken for a port error by the 1e-4 parity limit. zoo's numbers are fp32 numbers."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
 class Runner:
     framework = "torch"
 
@@ -19,6 +27,8 @@ class Runner:
         if device == "ascend":
             raise UsageError("torch has no Ascend backend here; use --device cpu or gpu")
         self.device = torch.device("cuda" if device == "gpu" else "cpu")
+        if device == "gpu":
+            ieee_fp32()
         self.device_name, self.runtime = device, runtime_of("torch", mode)
         if self.runtime:  # refuse a missing runtime before any model is built
             from .deploy import require_onnx

@@ -31,6 +31,10 @@ class Trainer:
 
     def __init__(self, model: torch.nn.Module, sgd: SGD, device: str = "cpu", label_smoothing: float = 0.0):
         self.device = torch.device("cuda" if device == "gpu" else "cpu")
+        if device == "gpu":
+            from .runner import ieee_fp32
+
+            ieee_fp32()
         self.model = model.to(self.device).train()
         self.optimizer = create_optimizer(self.model, sgd)
         self.label_smoothing = label_smoothing

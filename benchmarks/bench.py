@@ -15,6 +15,9 @@ measured (``--only`` re-measures some and keeps the others):
   time and peak memory, beside importing that framework alone and copying the same bytes;
 - export: `zoo export` of the same file to every format, wall time and peak memory;
 - readers: zoo's framework-free readers against torch.load / mindspore.load_checkpoint;
+- train_throughput: images/s of a training step (forward, backward, SGD), fp32, CPU, at 224 px batch 8
+  and 32 px batch 32: zoo train's step against the peers' models (same peers as throughput) with
+  the framework's own optimizer, alternated in one process;
 - train_check: `zoo verify --train` per framework (64 px, batch 4, 3 SGD steps, realistic random
   weights): the whole command's wall time and the peak memory of its largest process;
 - startup: `zoo --help`, `zoo list`;
@@ -273,10 +276,132 @@ def _worker_modes(framework: str, batches, runs):
     return rows
 
 
+# --- training throughput: zoo train's step (the backend's Trainer) against each peer's model trained
+# with the framework's own optimizer and loss, alternated in one process on the same batch.
+
+TRAIN_SHAPES = ((224, 8), (32, 32))  # (pixels, batch)
+
+
+def _train_rows(framework, make_ours, make_peer, runs):
+    import resource
+
+    import numpy as np
+
+    rows = []
+    for size, b in TRAIN_SHAPES:
+        x = np.random.default_rng(0).standard_normal((b, 3, size, size)).astype(np.float32)
+        y = (np.arange(b) % 1000).astype(np.int64)
+        ours, peer = make_ours(), make_peer()
+        o, p = _time_pair(lambda: ours(x, y), lambda: peer(x, y), b, runs, 1)
+        rows.append(dict(framework=framework, model="res2net50_26w_4s", pixels=size, batch=b, ours=o, peer_ips=p,
+                         ratio=o / p, peak_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024))
+    return rows
+
+
+def _zoo_step(framework):
+    import zoo
+    from zoo.frameworks import resolve_framework
+    from zoo.training import SGD
+
+    trainer = resolve_framework(framework).backend("train").Trainer(
+        zoo.create_model("res2net50_26w_4s", framework=framework), SGD(lr=0.01))
+    return lambda x, y: trainer.step(x, y).loss
+
+
+def _train_worker_torch(batches, runs):
+    import timm
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+
+    def peer():
+        model = timm.create_model("res2net50_26w_4s").train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+
+        def step(x, y):
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
+            loss.backward()
+            opt.step()
+            return float(loss)
+        return step
+    return _train_rows("torch", lambda: _zoo_step("torch"), peer, runs)
+
+
+def _train_worker_paddle(batches, runs):
+    import paddle
+
+    def peer():
+        model = _paddleclas_res2net()
+        model.train()
+        opt = paddle.optimizer.Momentum(0.01, 0.9, parameters=model.parameters(), weight_decay=1e-4)
+
+        def step(x, y):
+            loss = paddle.nn.functional.cross_entropy(model(paddle.to_tensor(x)), paddle.to_tensor(y))
+            loss.backward()
+            opt.step()
+            opt.clear_grad()
+            return float(loss)
+        return step
+    return _train_rows("paddle (dynamic)", lambda: _zoo_step("paddle"), peer, runs)
+
+
+def _train_worker_mindspore(batches, runs):
+    import mindspore as ms
+    import numpy as np
+    from mindcv.models import create_model as mindcv_model
+    from mindspore import nn, ops
+
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+
+    def peer():
+        model = mindcv_model("res2net50")
+        model.set_train(True)
+        opt = nn.Momentum(model.trainable_params(), 0.01, 0.9, weight_decay=1e-4)
+        grad = ms.value_and_grad(lambda a, b: ops.cross_entropy(model(a), b), None, opt.parameters)
+
+        def step(x, y):
+            loss, grads = grad(ms.Tensor(x), ms.Tensor(y.astype(np.int32)))
+            opt(grads)
+            return float(loss.asnumpy())
+        return step
+    return _train_rows("mindspore (pynative)", lambda: _zoo_step("mindspore"), peer, runs)
+
+
+def _train_worker_jittor(batches, runs):
+    import zoo.frameworks.jittor  # noqa: F401  configures Jittor before its import
+    import jittor as jt
+    from jittor.models import res2net50
+
+    def peer():
+        model = res2net50()
+        model.train()
+        opt = jt.optim.SGD(model.parameters(), 0.01, momentum=0.9, weight_decay=1e-4)
+
+        def step(x, y):
+            loss = jt.nn.cross_entropy_loss(model(jt.array(x)), jt.array(y))
+            opt.step(loss)
+            return float(loss.numpy())
+        return step
+    return _train_rows("jittor", lambda: _zoo_step("jittor"), peer, runs)
+
+
+TRAIN_WORKERS = {"torch": _train_worker_torch, "paddle": _train_worker_paddle,
+                 "mindspore": _train_worker_mindspore, "jittor": _train_worker_jittor}
+
+
+def _train_throughput(runs: int) -> list[dict]:
+    rows = []
+    for fw in (fw for fw in FRAMEWORKS if fw in TRAIN_WORKERS):
+        print(f"measuring {fw} training throughput ...", file=sys.stderr)
+        rows += _run_worker(f"train-{fw}", min(runs, 3))
+    return rows
+
+
 # the peers' implementations, per framework (a framework without one gets no throughput row)
 PEER_WORKERS = {"torch": _worker_torch, "mindspore": _worker_mindspore, "paddle": _worker_paddle,
                 "jittor": _worker_jittor}
-WORKERS = {**PEER_WORKERS, "gpu": _worker_gpu,
+WORKERS = {**PEER_WORKERS, "gpu": _worker_gpu, **{f"train-{fw}": w for fw, w in TRAIN_WORKERS.items()},
            **{f"modes-{fw}": (lambda b, r, fw=fw: _worker_modes(fw, b, r)) for fw in FRAMEWORKS}}
 
 
@@ -509,6 +634,11 @@ SECTIONS = {
     "throughput": (_throughput, "Inference throughput against the peers, images/s (fp32, CPU, 224x224, median)", [
         ("framework", "framework", ""), ("model", "model", ""), ("batch", "batch", "d"), ("ours", "ours", ".2f"),
         ("peer", "peer_ips", ".2f"), ("ours/peer", "ratio", ".2f"), ("peer model", "peer", "")]),
+    "train_throughput": (_train_throughput, "Training throughput against the peers, images/s (fwd + bwd + SGD step, "
+                                            "fp32, CPU, median; zoo train's step against the peer's model with the "
+                                            "framework's own optimizer; peak MiB of the process holding both)", [
+        ("framework", "framework", ""), ("px", "pixels", "d"), ("batch", "batch", "d"), ("ours", "ours", ".2f"),
+        ("peer", "peer_ips", ".2f"), ("ours/peer", "ratio", ".2f"), ("peak MiB", "peak_mib", "d")]),
     "modes": (_modes, "Execution modes of `zoo verify`/`zoo eval`, res2net50_26w_4s, images/s (fp32, CPU, 224x224, "
                       "median; x first = against the framework's first mode, x ORT = against ONNX Runtime)", [
         ("framework", "framework", ""), ("mode", "mode", ""), ("batch", "batch", "d"),

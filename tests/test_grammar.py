@@ -90,7 +90,7 @@ def test_the_model_is_positional_everywhere_and_m_is_accepted(weights, tmp_path)
     assert "two models given" in error_line(conflict, 2)
     help_text, _ = zoo_cli("convert", "--help")
     assert all(target in help_text.stdout for target in ("safetensors", "torch", "paddle", "mindspore", "jittor"))
-    for command in ("info", "download", "convert", "verify", "eval"):
+    for command in ("info", "download", "convert", "verify", "eval", "train"):
         text, _ = zoo_cli(command, "--help")
         assert text.returncode == 0 and "--json" in text.stdout, command
 

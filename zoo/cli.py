@@ -307,6 +307,10 @@ def verify_cmd(
     grad_tolerance: float = typer.Option(GRADIENT_LIMIT, "--grad-tolerance", help="With --train: limit on max|d| / "
                                                                         "max|reference| per gradient and momentum "
                                                                         "buffer."),
+    data: Optional[str] = typer.Option(None, "--data", help="With --train: take the first batches zoo train takes "
+                                                            "from this ImageFolder (--seed, no augmentation) "
+                                                            "instead of random images."),
+    seed: int = typer.Option(0, "--seed", help="With --train --data: the data order, as zoo train's --seed."),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ):
     """Parity of a framework port with the PyTorch reference, per stage and for the logits; with
@@ -320,7 +324,7 @@ def verify_cmd(
         sgd = SGD(lr, momentum, weight_decay, nesterov, decay_norm_and_bias)
         trained = verify_train(framework, _models(names, model), weights=weights, device=device, mode=mode,
                                tolerance=tolerance, grad_tolerance=grad_tolerance, image_size=image_size,
-                               batch=batch_size, steps=steps, sgd=sgd)
+                               batch=batch_size, steps=steps, sgd=sgd, data=data, seed=seed)
         typer.echo(to_json(trained) if as_json else as_table(trained, tolerance, grad_tolerance))
         failed = [r for r in trained if not r.passed]
         if failed:
@@ -483,6 +487,60 @@ def cam_cmd(
         typer.echo(f"{entry['image']}: {entry['label']} ({entry['class']}), p {entry['probability']:.3f}, "
                    f"logit {entry['logit']:.2f}", err=True)
     typer.echo(result.output)
+
+
+@app.command("train")
+@_user_errors
+def train_cmd(
+    name: Optional[str] = typer.Argument(None, help="Variant, or a JSON file of a custom spec."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=_MODEL_HELP),
+    framework: str = typer.Option(REFERENCE, "--framework", "-f", help=f"{_FRAMEWORKS_HELP}."),
+    data: str = typer.Option(..., "--data", help="Training images: DIR/<class>/<image> (the layout zoo eval reads)."),
+    out: str = typer.Option(..., "--output", "-o", help="RUNDIR: metrics, checkpoint, final weights, curves.png."),
+    val: Optional[str] = typer.Option(None, "--val", help="Validation images, the same classes; top-1 after each "
+                                                          "epoch."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Start from this checkpoint (any supported "
+                                                                  "format); default: drawn from --seed."),
+    pretrained: bool = typer.Option(False, "--pretrained", help="Start from the released weights (--source)."),
+    source: Optional[str] = typer.Option(None, "--source", help=_SOURCE_HELP),
+    num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Classes of the new head; must match "
+                                                                          "--data's class folders (the default)."),
+    recipe: str = typer.Option("finetune", "--recipe", help="finetune (default), paper, mindcv, paddleclas "
+                                                            "(zoo.recipes: the optimizer, schedule and defaults)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Default: the recipe's."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Default: the recipe's."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate; default: the recipe's."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Training crop; default: the variant's."),
+    augment: str = typer.Option("none", "--augment", help="none (resize and center crop) or standard (random "
+                                                          "resized crop and flip)."),
+    seed: int = typer.Option(0, "--seed", help="Data order, augmentation and new weights: the same in every "
+                                               "framework."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every",
+                                                   help="Steps between checkpoints; default: each epoch's end."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in RUNDIR (running again into it does "
+                                                        "the same; --resume insists there is one)."),
+    device: str = typer.Option("cpu", "--device", help=_DEVICE_HELP),
+    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
+):
+    """Fine-tune (or train) a Res2Net in any framework with one recipe and one data pipeline.
+
+    The same seed gives the same batches and starting weights in every framework. Prints
+    RUNDIR's final weights last; --json gives the run's summary."""
+    import dataclasses
+
+    from .train import train
+
+    result = train(_one_model(name, model), framework, data, out, val=val, weights=weights, pretrained=pretrained,
+                   source=source, num_classes=num_classes, recipe=recipe, epochs=epochs, batch_size=batch_size,
+                   lr=lr, image_size=image_size, augment=augment, seed=seed, device=device, resume=resume,
+                   checkpoint_every=checkpoint_every)
+    if as_json:
+        typer.echo(json.dumps(dataclasses.asdict(result), indent=2))
+        return
+    top1 = f", validation top-1 {result.top1:.2f}%" if result.top1 is not None else ""
+    typer.echo(f"{result.model} on {result.framework}: {result.steps} steps, final loss {result.final_loss:.4f}"
+               f"{top1}; curves in {result.curves}", err=True)
+    typer.echo(result.weights)
 
 
 def main() -> None:  # console-script entry point

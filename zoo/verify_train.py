@@ -241,7 +241,21 @@ def compare(result: TrainComparison, spec: Res2NetSpec, ref: Path, cand: Path, t
 # --- the command ------------------------------------------------------------------------------
 
 
-def _batches(spec: Res2NetSpec, steps: int, batch: int, size: int, seed: int = 0) -> dict[str, np.ndarray]:
+def _batches(spec: Res2NetSpec, steps: int, batch: int, size: int, seed: int = 0,
+             data: str | None = None) -> dict[str, np.ndarray]:
+    """Random images, or the first ``steps`` batches ``zoo train`` takes from ``data`` with this
+    seed (zoo.train_data, augmentation off)."""
+    if data is not None:
+        from .spec import Preprocessing
+        from .train_data import Batches, scan
+
+        folder = scan(data)
+        if len(folder.classes) > spec.num_classes:
+            raise UsageError(f"--data {data}: {len(folder.classes)} classes, more than the model's "
+                             f"{spec.num_classes}")
+        batches = Batches(folder, Preprocessing(), image_size=size, batch_size=batch, seed=seed)
+        taken = [batches.batch(k // batches.steps_per_epoch, k % batches.steps_per_epoch) for k in range(steps)]
+        return {"images": np.stack([x for x, _ in taken]), "labels": np.stack([y for _, y in taken])}
     rng = np.random.default_rng(seed)
     return {"images": rng.standard_normal((steps, batch, spec.in_chans, size, size)).astype(np.float32),
             "labels": rng.integers(0, spec.num_classes, (steps, batch)).astype(np.int64)}
@@ -256,7 +270,8 @@ def _log(message: str) -> None:
 def verify_train(framework: str, models: list[str], *, weights: str | None = None, device: str = "cpu",
                  mode: str | None = None, tolerance: float = PARITY_LIMIT,
                  grad_tolerance: float = GRADIENT_LIMIT, image_size: int | None = None,
-                 batch: int = DEFAULT_BATCH, steps: int = DEFAULT_STEPS, sgd: SGD | None = None) -> list[TrainComparison]:
+                 batch: int = DEFAULT_BATCH, steps: int = DEFAULT_STEPS, sgd: SGD | None = None,
+                 data: str | None = None, seed: int = 0) -> list[TrainComparison]:
     from .convert import EXTENSIONS, convert
     from .frameworks import REFERENCE
     from .preflight import check_device, check_train_mode
@@ -264,6 +279,7 @@ def verify_train(framework: str, models: list[str], *, weights: str | None = Non
     from .worker import run_job
 
     sgd = sgd or SGD(lr=DEFAULT_LR)
+    images = data
     fw, targets = checked_request(framework, models, weights)
     if steps < 1 or batch < 2:
         raise UsageError("--steps must be at least 1 and --batch-size at least 2 (BatchNorm in train mode needs "
@@ -286,7 +302,7 @@ def verify_train(framework: str, models: list[str], *, weights: str | None = Non
                 spec = written_spec(canonical[label])
                 sizes[i] = size = image_size or (64 if labels[label].startswith("random") else 224)
                 data = d / f"{i}-data.npz"
-                np.savez(data, **_batches(spec, steps, batch, size))
+                np.savez(data, **_batches(spec, steps, batch, size, seed, images))
                 _log(f"[{i}/{len(targets)}] {label}: converting to {fw}")
                 native = convert(canonical[label], fw, out=d / f"{i}{EXTENSIONS[fw]}")
                 common = {"spec": spec.to_json(), "label": label, "data": str(data), "sgd": sgd.as_dict()}

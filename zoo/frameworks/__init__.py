@@ -20,8 +20,9 @@ its submodules, named in ``Framework.submodules``, provide (``tests/test_record.
     runner      Runner(device, mode) with load(spec, weights, features=False) and
                 __call__(model, batch) -> numpy logits or stage outputs
     train       create_optimizer(model, sgd) -> the framework's own optimizer in torch's
-                semantics; Trainer(model, sgd, device, label_smoothing) with step, named_state,
-                momentum_buffers, load_state, set_lr (see zoo.training)
+                semantics; Trainer(model, sgd, device, label_smoothing) with step, predict
+                (eval-mode logits), named_state, momentum_buffers, load_state, set_lr (see
+                zoo.training; zoo.train_loop runs them)
     collective  Collective(device) with rank, world_size, sum, gather, close (with a launcher)
     explain     activation_and_gradient(model, images, index, classes) -> (logits, stage output,
                 gradient of each image's class logit with respect to it) (zoo.cam)

@@ -73,6 +73,8 @@ class _Relay(threading.Thread):
                 shown = line.rsplit("\r", 1)[-1]
                 if self.everything or shown.startswith(_RELAYED):
                     self._emit(shown + "\n")
+                elif "\r" in line:  # a progress bar's last drawing, ended by its newline on close
+                    self._emit("\r" + shown + "\n")
             if "\r" in pending:  # a progress bar redrawing its line
                 self._emit("\r" + pending.rsplit("\r", 1)[-1])
         if pending:

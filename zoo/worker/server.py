@@ -7,6 +7,7 @@
     export JOB.json       write a deployment artefact (zoo.export)
     run-deployed JOB.json run an artefact in its runtime, from its files alone
     train-check JOBS.json K training steps, every gradient, statistic and parameter saved
+    train JOB.json        a training run into its RUNDIR (zoo.train_loop)
     cam JOB.json          a stage output and the gradient of the class logit with respect to it
     probe DEVICE [MODE]   check that the framework can run there, before any work starts
 
@@ -74,8 +75,15 @@ def _cam(framework: str, job: dict) -> None:
     run_cam_job(framework, job)
 
 
+def _train(framework: str, job: dict) -> None:
+    from ..train_loop import run_train_job
+
+    run_train_job(framework, job)
+
+
 _JOB_COMMANDS = {"convert": _convert, "logits": _logits, "eval": _eval, "calibrate": _calibrate,
-                 "export": _export, "run-deployed": _run_deployed, "train-check": _train_check, "cam": _cam}
+                 "export": _export, "run-deployed": _run_deployed, "train-check": _train_check, "cam": _cam,
+                 "train": _train}
 
 
 def _run(argv: list[str]) -> None:

@@ -101,6 +101,15 @@ class Trainer:
         self.optimizer.step()
         return out
 
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Eval-mode logits (running statistics), the model back in train mode after."""
+        self.model.eval()
+        try:
+            with jt.no_grad():
+                return self.model(jt.array(images)).numpy()
+        finally:
+            self.model.train()
+
     def named_state(self) -> dict[str, np.ndarray]:
         return {k: v.numpy() for k, v in self.model.state_dict().items()}
 

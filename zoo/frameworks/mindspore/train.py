@@ -114,6 +114,14 @@ class Trainer:
         self.optimizer(grads)
         return out
 
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Eval-mode logits (running statistics), the model back in train mode after."""
+        self.model.set_train(False)
+        try:
+            return self.model(ms.Tensor(images)).asnumpy()
+        finally:
+            self.model.set_train(True)
+
     def named_state(self) -> dict[str, np.ndarray]:
         return {p.name: p.asnumpy() for p in self.model.get_parameters()}
 

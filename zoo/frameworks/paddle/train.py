@@ -91,6 +91,15 @@ class Trainer:
         self.optimizer.clear_grad(set_to_zero=False)
         return out
 
+    @paddle.no_grad()
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Eval-mode logits (running statistics), the model back in train mode after."""
+        self.model.eval()
+        try:
+            return self.model(paddle.to_tensor(images)).numpy()
+        finally:
+            self.model.train()
+
     def named_state(self) -> dict[str, np.ndarray]:
         return {k: v.numpy() for k, v in self.model.state_dict().items()}
 

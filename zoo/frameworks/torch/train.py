@@ -100,6 +100,15 @@ class Trainer:
         self.optimizer.step()
         return out
 
+    @torch.no_grad()
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Eval-mode logits (running statistics), the model back in train mode after."""
+        self.model.eval()
+        try:
+            return self.model(torch.from_numpy(images).to(self.device)).cpu().numpy()
+        finally:
+            self.model.train()
+
     def named_state(self) -> dict[str, np.ndarray]:
         return {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()
                 if not k.endswith("num_batches_tracked")}

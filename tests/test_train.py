@@ -194,3 +194,32 @@ def test_bad_input_is_one_line_before_any_work(case, digits, tmp_path):
     assert result.returncode == code, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and words in result.stderr, result.stderr
     assert not run.exists(), "nothing may be written for a run that cannot start"
+
+
+@pytest.mark.torch
+def test_pretrained_starts_from_the_hub_file_timm_left(digits, tmp_path):
+    """--pretrained takes the variant's default source: timm's Hub copy, here from a Hugging Face
+    cache filled by huggingface_hub itself, the Hub out of reach. The new head is the only change."""
+    from safetensors.numpy import load_file
+
+    from .hub_server import HubServer
+    from .test_hf import REPO, hub_weights
+
+    data = hub_weights(3)
+    with HubServer() as hub:
+        hub.repo(REPO).add("c" * 40, {"model.safetensors": data}, "main")
+        code = f"import huggingface_hub as h; h.hf_hub_download({REPO!r}, 'model.safetensors')"
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                       env={**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": hub.url})
+    run = tmp_path / "run"
+    result = zoo_cli("train", "res2net50_26w_4s", "-f", "torch", "--pretrained", "--data", digits["small"], "-o", run,
+                     "--epochs", "1", "--image-size", "32", "--batch-size", "16",
+                     env={"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9",
+                          "ZOO_HOME": str(tmp_path / "zoo")})
+    assert result.returncode == 0, result.stderr
+    assert "released weights of res2net50_26w_4s, new 10-class head drawn from seed 0" in result.stderr
+    (tmp_path / "hub.safetensors").write_bytes(data)
+    init, hub_file = load_file(str(run / "init.safetensors")), load_file(str(tmp_path / "hub.safetensors"))
+    assert init["fc.weight"].shape == (10, 2048)
+    same = [k for k in init if not k.startswith("fc.")]
+    assert same and all(np.array_equal(init[k], hub_file[k]) for k in same)

@@ -312,16 +312,17 @@ def _reason(exc: Exception, url: str) -> str:
 
 def download(src: Source) -> Fetched:
     """The verified file of a URL source in the cache, downloading it if needed."""
-    return Fetched(src, *_download_url(src))
+    blob = _download_url(src)
+    return Fetched(src, blob, blob.name)  # blobs are named by their sha256
 
 
-def _download_url(src: Source) -> tuple[Path, str]:
+def _download_url(src: Source) -> Path:
     from filelock import FileLock
 
     home = zoo_home()
     blob = _cached(home, src)
     if blob is not None:
-        return blob, blob.name
+        return blob
     if offline() and src.local_path is None:
         raise DownloadError(f"ZOO_OFFLINE=1 and {src.model} ({src.url}) is not in the cache {home}; "
                             "download it once with network, or point ZOO_SOURCES at a local mirror")
@@ -330,7 +331,7 @@ def _download_url(src: Source) -> tuple[Path, str]:
     with FileLock(str(home / "locks" / f"{src.key}.lock")):
         blob = _cached(home, src)  # another process may have finished it while we waited
         if blob is not None:
-            return blob, blob.name
+            return blob
         part = home / "partial" / f"{src.key}.part"
         _transfer(src, part)
         digest = sha256_file(part)
@@ -346,4 +347,4 @@ def _download_url(src: Source) -> tuple[Path, str]:
                                        "model": src.model}))
         if not (src.sha256 or src.sha256_prefix):
             print(f"note: {src.url} has no published checksum; recorded sha256 {digest}", file=sys.stderr)
-    return blob, digest
+    return blob

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_output, check_writable, sweep_stale_partials
-from .errors import OutputError, UsageError
+from .errors import OutputError, UnknownNameError, UsageError
 from .recipes import get_recipe
 
 HEAD = ("fc.weight", "fc.bias")
@@ -176,7 +176,7 @@ def train(model: str, framework: str, data: str, rundir: str | Path, *, val: str
     spec = spec.replace(num_classes=len(classes))
     try:
         pre = get_variant(label).preprocessing
-    except Exception:
+    except UnknownNameError:  # a custom spec: the standard preprocessing
         from .spec import Preprocessing
 
         pre = Preprocessing()
@@ -195,9 +195,9 @@ def train(model: str, framework: str, data: str, rundir: str | Path, *, val: str
     checkpoint = rundir / "checkpoint.safetensors"
     resumed_from = 0
     if continuing and checkpoint.is_file():
-        from .train_loop import read_checkpoint
+        from .train_loop import checkpoint_progress
 
-        resumed_from = read_checkpoint(checkpoint)[2]["step"]
+        resumed_from = checkpoint_progress(checkpoint)["step"]
     init = rundir / "init.safetensors"
     if not (continuing and init.is_file()):
         from .train_loop import write_safetensors

@@ -28,14 +28,20 @@ from .atomic import atomic_output
 MOMENTUM = "momentum."
 
 
+def checkpoint_progress(path: Path) -> dict:
+    """The step a checkpoint was written at and the metrics' length then (its metadata alone)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as f:
+        return json.loads(f.metadata()["zoo.progress"])
+
+
 def read_checkpoint(path: Path) -> tuple[dict, dict, dict]:
     """(canonical state, canonical momentum buffers, progress) of a checkpoint file."""
     from safetensors.numpy import load_file
-    from safetensors import safe_open
 
     tensors = load_file(str(path))
-    with safe_open(str(path), "np") as f:
-        progress = json.loads(f.metadata()["zoo.progress"])
+    progress = checkpoint_progress(path)
     state = {k: v for k, v in tensors.items() if not k.startswith(MOMENTUM)}
     momentum = {k[len(MOMENTUM):]: v for k, v in tensors.items() if k.startswith(MOMENTUM)}
     return state, momentum, progress
@@ -56,7 +62,7 @@ def _write_checkpoint(path: Path, state: dict, momentum: dict, progress: dict) -
                       {"zoo.progress": json.dumps(progress)})
 
 
-def _validate(trainer, val, batch_size: int) -> tuple[float, float]:
+def _validate(trainer, val) -> tuple[float, float]:
     """Top-1 (%) and mean cross-entropy of the eval-mode model over the whole validation set."""
     correct, loss, n = 0, 0.0, 0
     for i in range(val.steps_per_epoch):
@@ -136,7 +142,7 @@ def run_train_job(framework: str, job: dict) -> None:
                     if step % every == 0 and step % per_epoch:
                         save(step, metrics)
             if val is not None:
-                top1, val_loss = _validate(trainer, val, recipe.batch_size)
+                top1, val_loss = _validate(trainer, val)
                 metrics.write(json.dumps({"step": step, "epoch": epoch + 1, "top1": top1, "val_loss": val_loss}) + "\n")
                 say(f"epoch {epoch + 1}/{recipe.epochs}: loss {loss:.4f}, validation top-1 {top1:.2f}%")
             else:

@@ -279,7 +279,6 @@ def verify_train(framework: str, models: list[str], *, weights: str | None = Non
     from .worker import run_job
 
     sgd = sgd or SGD(lr=DEFAULT_LR)
-    images = data
     fw, targets = checked_request(framework, models, weights)
     if steps < 1 or batch < 2:
         raise UsageError("--steps must be at least 1 and --batch-size at least 2 (BatchNorm in train mode needs "
@@ -301,11 +300,11 @@ def verify_train(framework: str, models: list[str], *, weights: str | None = Non
             for i, label in chunk.items():
                 spec = written_spec(canonical[label])
                 sizes[i] = size = image_size or (64 if labels[label].startswith("random") else 224)
-                data = d / f"{i}-data.npz"
-                np.savez(data, **_batches(spec, steps, batch, size, seed, images))
+                batches = d / f"{i}-data.npz"
+                np.savez(batches, **_batches(spec, steps, batch, size, seed, data))
                 _log(f"[{i}/{len(targets)}] {label}: converting to {fw}")
                 native = convert(canonical[label], fw, out=d / f"{i}{EXTENSIONS[fw]}")
-                common = {"spec": spec.to_json(), "label": label, "data": str(data), "sgd": sgd.as_dict()}
+                common = {"spec": spec.to_json(), "label": label, "data": str(batches), "sgd": sgd.as_dict()}
                 ref_jobs.append(common | {"weights": str(canonical[label]), "out": str(d / f"{i}-ref"),
                                           "record_kinks": True})
                 cand_jobs.append(common | {"weights": str(native), "out": str(d / f"{i}-cand"), "device": device,

@@ -89,9 +89,13 @@ class WeightSource:
         return f"hf://{self.hf_hub_id}/{self.hf_filename}" if self.on_hub else self.url
 
     @property
+    def full_digest(self) -> bool:
+        return self.on_hub or bool(self.sha256)
+
+    @property
     def integrity(self) -> str:
         """How the bytes are checked on download, strongest first."""
-        if self.on_hub or self.sha256:
+        if self.full_digest:
             return "full sha256" + (" (the Hub's LFS metadata)" if self.on_hub else "")
         if self.sha256_prefix:
             return f"sha256 prefix ({len(self.sha256_prefix) * 4} bits, from the file name)"
@@ -105,8 +109,7 @@ class WeightSource:
 
     @property
     def rank(self) -> tuple[int, int]:
-        return (0 if self.integrity.startswith("full") else 1 if self.sha256_prefix else 2,
-                0 if self.runs_no_code else 1)
+        return (0 if self.full_digest else 1 if self.sha256_prefix else 2, 0 if self.runs_no_code else 1)
 
 
 @dataclass(frozen=True)

@@ -146,3 +146,63 @@ def test_report_merges_result_files_into_the_table(tmp_path):
     text = table([str(p) for p in paths])
     assert "| model | published | paddle dynamic | torch eager |" in text
     assert "| res2net50_26w_4s | 77.99 | 77.98 (50000) | 77.99 (50000) |" in text  # the larger run wins
+
+
+def train_args(setup, framework: str, rundir: Path, extra=()) -> list[str]:
+    return ["train", str(setup["spec"]), "-f", framework, "--weights", str(setup["weights"]), "--data",
+            str(setup["data"]), "--image-size", "32", "--batch-size", "8", "--lr", "0.01", "--epochs", "2",
+            "-o", str(rundir), "--json", *extra]
+
+
+def losses(rundir: Path) -> np.ndarray:
+    rows = [json.loads(line) for line in (rundir / "metrics.jsonl").read_text().splitlines()]
+    return np.array([r["loss"] for r in rows if "loss" in r])
+
+
+@pytest.mark.parametrize("framework", [pytest.param(fw, marks=getattr(pytest.mark, fw))
+                                       for fw in ("torch", "paddle", "mindspore")])
+def test_training_on_two_ranks_with_sync_bn_takes_one_process_steps(framework, setup, tmp_path):
+    """The global batch of 8 split 4 + 4 over two ranks, BatchNorm synced: the steps of one process
+    with the batch of 8. Free-running, the curves part once fp32 rounding puts a ReLU input on the
+    other side of 0 (see zoo verify --train), so the first three steps are held to the parity limit."""
+    from zoo.parity import PARITY_LIMIT
+
+    single = subprocess.run([ZOO, *train_args(setup, framework, tmp_path / "one")], capture_output=True, text=True,
+                            env=environment(), timeout=900)
+    assert single.returncode == 0, single.stderr[-3000:]
+    launched = subprocess.run([*launcher(framework, tmp_path / "logs"), ZOO,
+                               *train_args(setup, framework, tmp_path / "two", ["--sync-bn"])],
+                              capture_output=True, text=True, env=environment(), timeout=900)
+    logs = "".join(p.read_text(errors="replace") for p in sorted((tmp_path / "logs").rglob("*")) if p.is_file())
+    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:] + logs[-3000:]
+    alone, ranked = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert len(alone) == len(ranked) == 6 and np.isfinite(ranked).all()
+    np.testing.assert_allclose(ranked[:3], alone[:3], rtol=0, atol=PARITY_LIMIT * max(1.0, np.abs(alone).max()))
+    run = json.loads((tmp_path / "two" / "run.json").read_text())
+    assert run["world_size"] == 2 and run["sync_bn"] is True
+    assert (tmp_path / "two" / "model.safetensors").is_file() and not list((tmp_path / "two").glob("*.partial*"))
+
+
+@pytest.mark.torch
+def test_training_on_two_ranks_keeps_batchnorm_per_rank_by_default(setup, tmp_path):
+    single = subprocess.run([ZOO, *train_args(setup, "torch", tmp_path / "one")], capture_output=True, text=True,
+                            env=environment(), timeout=900)
+    assert single.returncode == 0, single.stderr[-3000:]
+    launched = subprocess.run([*launcher("torch", tmp_path / "logs"), ZOO, *train_args(setup, "torch", tmp_path / "two")],
+                              capture_output=True, text=True, env=environment(), timeout=900)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    summary = json.loads(launched.stdout)  # rank 0 alone prints
+    assert summary["world_size"] == 2 and summary["batchnorm"] == "per rank"
+    # each rank normalises its own 4 images: the first step's loss is not the batch of 8's
+    assert abs(losses(tmp_path / "two")[0] - losses(tmp_path / "one")[0]) > 1e-3
+
+
+@pytest.mark.torch
+def test_a_global_batch_that_does_not_split_over_the_ranks_is_refused(setup, tmp_path):
+    args = train_args(setup, "torch", tmp_path / "run")
+    args[args.index("--batch-size") + 1] = "7"
+    launched = subprocess.run([*launcher("torch", tmp_path / "logs"), ZOO, *args], capture_output=True, text=True,
+                              env=environment(), timeout=600)
+    assert launched.returncode != 0
+    assert "--batch-size 7 (the global batch) does not split evenly over 2 ranks" in launched.stderr
+    assert not (tmp_path / "run").exists()

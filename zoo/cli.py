@@ -520,12 +520,16 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in RUNDIR (running again into it does "
                                                         "the same; --resume insists there is one)."),
     device: str = typer.Option("cpu", "--device", help=_DEVICE_HELP),
+    sync_bn: bool = typer.Option(False, "--sync-bn", help="Under a launcher: BatchNorm with the statistics of the "
+                                 "global batch (default: each rank's own share, as DDP does)."),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ):
     """Fine-tune (or train) a Res2Net in any framework with one recipe and one data pipeline.
 
     The same seed gives the same batches and starting weights in every framework. Prints
-    RUNDIR's final weights last; --json gives the run's summary."""
+    RUNDIR's final weights last; --json gives the run's summary. Under torchrun,
+    paddle.distributed.launch or msrun it trains data-parallel: --batch-size is the global batch,
+    split over the ranks; rank 0 writes RUNDIR and prints."""
     import dataclasses
 
     from .train import train
@@ -533,7 +537,9 @@ def train_cmd(
     result = train(_one_model(name, model), framework, data, out, val=val, weights=weights, pretrained=pretrained,
                    source=source, num_classes=num_classes, recipe=recipe, epochs=epochs, batch_size=batch_size,
                    lr=lr, image_size=image_size, augment=augment, seed=seed, device=device, resume=resume,
-                   checkpoint_every=checkpoint_every)
+                   checkpoint_every=checkpoint_every, sync_bn=sync_bn)
+    if result is None:  # another rank of a launch: rank 0 reports
+        return
     if as_json:
         typer.echo(json.dumps(dataclasses.asdict(result), indent=2))
         return

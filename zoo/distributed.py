@@ -1,4 +1,4 @@
-"""Scale-out evaluation under each framework's own launcher.
+"""Scale-out evaluation and training under each framework's own launcher.
 
 ``zoo eval`` run by ``torchrun``, ``python -m paddle.distributed.launch`` or ``msrun`` (Jittor:
 ``mpirun``, where Jittor is built with MPI) finds its rank in the launcher's environment and
@@ -7,6 +7,11 @@ evaluates a disjoint, contiguous shard of the dataset: rank r of W takes images
 samplers pad the last shard with repeated images; that is not inherited). Counts are summed
 over the ranks and the predictions gathered in dataset order with the framework's own
 collectives (``collective.py`` of each backend); rank 0 alone reports.
+
+``zoo train`` under the same launchers is data-parallel: each rank takes its contiguous share of
+every global batch, the gradients are averaged over the ranks before the optimizer's step (torch
+through DistributedDataParallel, the others through their all-reduce), and rank 0 alone writes
+RUNDIR (``zoo.train_loop``).
 """
 
 from __future__ import annotations
@@ -53,8 +58,8 @@ def detect() -> Launch | None:
     return None
 
 
-def check(framework: str) -> Launch | None:
-    """The launch for evaluating with ``framework``; each framework under its own launcher."""
+def check(framework: str, command: str = "eval") -> Launch | None:
+    """The launch for ``zoo COMMAND -f FRAMEWORK``; each framework under its own launcher."""
     import shutil
 
     launch = detect()
@@ -63,11 +68,11 @@ def check(framework: str) -> Launch | None:
     own = FRAMEWORKS[framework].launcher
     if launch.framework == framework and own.needs_program and shutil.which(own.needs_program) is None:
         raise UsageError(f"{FRAMEWORKS[framework].title} runs under {own.name} only where {own.needs_hint} is "
-                         f"installed, and there is none here: run zoo eval -f {framework} without {own.name}")
+                         f"installed, and there is none here: run zoo {command} -f {framework} without {own.name}")
     if launch.framework != framework:
         if own is None:
-            raise UsageError(f"zoo eval -f {framework} has no launcher; run it in one process")
-        raise UsageError(f"zoo eval -f {framework} runs under {own.name}, not {launch.launcher} "
+            raise UsageError(f"zoo {command} -f {framework} has no launcher; run it in one process")
+        raise UsageError(f"zoo {command} -f {framework} runs under {own.name}, not {launch.launcher} "
                          f"(found its rank variables); start it with {own.name}")
     return launch
 

@@ -16,6 +16,10 @@ the loop (``zoo.train_loop``) in a worker of the framework. RUNDIR::
 
 Running again into the same RUNDIR (or ``--resume``) continues from the checkpoint; a RUNDIR
 holding another run is refused.
+
+Under torchrun, ``python -m paddle.distributed.launch`` or msrun every rank runs this command:
+rank 0 checks and prepares RUNDIR, the others check the request, make the same starting weights
+in a private directory and touch RUNDIR only to read a checkpoint to resume from.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ class TrainResult:
     native: str
     curves: str
     resumed_from: int
+    world_size: int = 1
+    batchnorm: str = "whole batch"  # or per rank, synced over the ranks
 
 
 def _seeded_state(spec, seed: int, only: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
@@ -130,7 +136,7 @@ def _same_run(rundir: Path, run: dict, resume: bool) -> bool:
         raise UsageError(f"{rundir}/run.json is not valid JSON; choose another -o") from None
     if (held.get("model"), held.get("spec")) != (run["model"], run["spec"]):
         raise UsageError(f"{rundir} holds a run of {held.get('model')}, not {run['model']}; choose another -o")
-    differ = [k for k in run if k not in ("origin",) and held.get(k) != run[k]]
+    differ = sorted(k for k in set(run) | set(held) if held.get(k) != run.get(k))
     if differ:
         raise UsageError(f"{rundir} holds a run of {run['model']} with other settings ({', '.join(differ)}); "
                          "resume it with the same options, or choose another -o")
@@ -142,7 +148,8 @@ def train(model: str, framework: str, data: str, rundir: str | Path, *, val: str
           num_classes: int | None = None, recipe: str = "finetune", epochs: int | None = None,
           batch_size: int | None = None, lr: float | None = None, image_size: int | None = None,
           augment: str = "none", seed: int = 0, device: str = "cpu", resume: bool = False,
-          checkpoint_every: int | None = None) -> TrainResult:
+          checkpoint_every: int | None = None, sync_bn: bool = False) -> TrainResult | None:
+    """The run's summary; None on the ranks other than 0 (and msrun's scheduler) of a launch."""
     from .frameworks import FRAMEWORKS, resolve_framework
     from .preflight import check_device
     from .progress import say
@@ -151,8 +158,12 @@ def train(model: str, framework: str, data: str, rundir: str | Path, *, val: str
     from .verify import model_targets
     from .worker import require_installed, run_job
 
+    from .distributed import check
+
     fw = resolve_framework(framework).name
     require_installed(fw)
+    launch = check(fw, "train")  # under a launcher, the framework's own
+    world, primary = (launch.world_size, launch.rank == 0) if launch else (1, True)
     check_device(fw, device)
     if weights and pretrained:
         raise UsageError("give either --weights FILE or --pretrained, not both")
@@ -162,8 +173,12 @@ def train(model: str, framework: str, data: str, rundir: str | Path, *, val: str
         raise UsageError("--checkpoint-every must be at least 1 step")
     ((label, spec),) = model_targets([model]).items()
     rundir = Path(rundir)
-    _check_rundir(rundir)
+    if primary:
+        _check_rundir(rundir)
     rec = get_recipe(recipe, epochs=epochs, batch_size=batch_size, lr=lr)
+    if rec.batch_size % world:
+        raise UsageError(f"--batch-size {rec.batch_size} (the global batch) does not split evenly over {world} "
+                         f"ranks; give a multiple of {world}")
     folder = scan(data)
     classes = list(folder.classes)
     if num_classes is not None and num_classes != len(classes):
@@ -186,6 +201,17 @@ def train(model: str, framework: str, data: str, rundir: str | Path, *, val: str
            "data": str(Path(data).resolve()), "val": str(Path(val).resolve()) if val else None,
            "weights": str(weights) if weights else ("pretrained" if pretrained else None),
            "source": source, "checkpoint_every": checkpoint_every}
+    if world > 1:  # only then, so that a one-process run.json reads as it always has
+        run.update(world_size=world, sync_bn=sync_bn)
+    batchnorm = "whole batch" if world == 1 else ("synced over the ranks" if sync_bn else "per rank")
+    job = {"spec": spec.to_json(), "label": label, "classes": classes, "recipe": rec.as_dict(),
+           "rundir": str(rundir), "device": device, "data": str(data), "val": val, "image_size": size,
+           "augment": augment, "seed": seed, "checkpoint_every": checkpoint_every, "sync_bn": sync_bn,
+           "preprocessing": {"input_size": pre.input_size, "crop_pct": pre.crop_pct,
+                             "interpolation": pre.interpolation, "mean": list(pre.mean), "std": list(pre.std)}}
+    if not primary:
+        return _follow(fw, label, spec, job, weights=weights, pretrained=pretrained, source=source, seed=seed,
+                       scheduler=launch.scheduler)
     continuing = _same_run(rundir, run, resume)
     check_images(folder)
     if val:
@@ -211,14 +237,12 @@ def train(model: str, framework: str, data: str, rundir: str | Path, *, val: str
             tmp.write_text(json.dumps(run, indent=2))
     say(f"{label} on {fw} ({device}): {rec.describe()}; {len(folder)} images, {len(classes)} classes, "
         f"{size} px, augment {augment}, seed {seed}")
+    if world > 1:
+        say(f"{world} ranks of {rec.batch_size // world} images each step; BatchNorm {batchnorm}"
+            + ("" if sync_bn else " (--sync-bn for the global batch's statistics)"))
     if rec.left_out:
         say(f"note: recipe {rec.name} also uses {rec.left_out}; zoo's pipeline does not")
-    job = {"spec": spec.to_json(), "label": label, "classes": classes, "recipe": rec.as_dict(),
-           "rundir": str(rundir), "device": device, "init": str(init), "data": str(data), "val": val,
-           "image_size": size, "augment": augment, "seed": seed, "checkpoint_every": checkpoint_every,
-           "preprocessing": {"input_size": pre.input_size, "crop_pct": pre.crop_pct,
-                             "interpolation": pre.interpolation, "mean": list(pre.mean), "std": list(pre.std)}}
-    run_job(fw, "train", job)
+    run_job(fw, "train", {**job, "init": str(init)})
     rows = [json.loads(line) for line in (rundir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     curves = plot_curves(rows, rundir / "curves.png", f"{label} on {fw}, recipe {rec.name}")
     steps = [r for r in rows if "loss" in r]
@@ -226,7 +250,25 @@ def train(model: str, framework: str, data: str, rundir: str | Path, *, val: str
     return TrainResult(str(rundir), fw, label, steps[-1]["step"] if steps else 0,
                        steps[-1]["loss"] if steps else float("nan"), tops[-1] if tops else None,
                        str(rundir / "model.safetensors"), str(rundir / f"model{FRAMEWORKS[fw].extension}"),
-                       str(curves), resumed_from)
+                       str(curves), resumed_from, world, batchnorm)
+
+
+def _follow(fw: str, label: str, spec, job: dict, *, weights, pretrained: bool, source, seed: int,
+            scheduler: bool) -> None:
+    """A rank other than 0: the same starting weights as rank 0's, made in a private directory
+    (rank 0 may be writing RUNDIR meanwhile), and the worker run on them."""
+    import tempfile
+
+    from .train_loop import write_safetensors
+    from .worker import run_job
+
+    with tempfile.TemporaryDirectory(prefix="zoo-rank-") as tmp:
+        init = Path(tmp) / "init.safetensors"
+        if not scheduler:  # msrun's scheduler trains nothing
+            state, _ = initial_state(label, spec, weights=weights, pretrained=pretrained, source=source, seed=seed)
+            write_safetensors(init, state, {})
+        run_job(fw, "train", {**job, "init": str(init)}, tmp)
+    return None
 
 
 def plot_curves(rows: list[dict], out: Path, title: str) -> Path:

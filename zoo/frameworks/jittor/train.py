@@ -33,9 +33,19 @@ def create_optimizer(model: jt.Module, sgd: SGD) -> jt.optim.SGD:
 class Trainer:
     """A model, its optimizer and the training step, numpy in and out (native names)."""
 
-    def __init__(self, model: jt.Module, sgd: SGD, device: str = "cpu", label_smoothing: float = 0.0):
+    def __init__(self, model: jt.Module, sgd: SGD, device: str = "cpu", label_smoothing: float = 0.0,
+                 collective=None, sync_bn: bool = False):
+        """Under mpirun Jittor's optimizer itself averages the gradients over the ranks (its
+        ``pre_step``), so ``collective`` needs nothing more; ``sync_bn`` turns on the ``sync`` of
+        zoo's BatchNorm (statistics of the global batch, ``model.BatchNorm2d``)."""
+        from .model import BatchNorm2d
+
         if device == "gpu":
             jt.flags.use_cuda = 1
+        if collective is not None and sync_bn:
+            for m in model.modules():
+                if isinstance(m, BatchNorm2d):
+                    m.sync = True
         self.model = model
         self.model.train()
         self.optimizer = create_optimizer(model, sgd)

@@ -48,13 +48,23 @@ def create_optimizer(model: nn.Cell, sgd: SGD) -> nn.Momentum:
 class Trainer:
     """A model, its optimizer and the training step, numpy in and out (native names)."""
 
-    def __init__(self, model: nn.Cell, sgd: SGD, device: str = "cpu", label_smoothing: float = 0.0):
+    def __init__(self, model: nn.Cell, sgd: SGD, device: str = "cpu", label_smoothing: float = 0.0,
+                 collective=None, sync_bn: bool = False):
+        """``collective`` (msrun's ranks): gradients averaged over them before each step;
+        ``sync_bn``: BatchNorm statistics of the global batch rather than each rank's."""
+        from .parallel import gradient_reducer, sync_batchnorm
+
         ms.set_context(mode=ms.PYNATIVE_MODE)
         if device != "cpu":
             ms.set_device({"gpu": "GPU", "ascend": "Ascend"}[device])
+        if collective is not None and sync_bn:
+            sync_batchnorm(model)
         self.model = model
         self.model.set_train(True)
         self.optimizer = create_optimizer(model, sgd)
+        self._reduce = None
+        if collective is not None:
+            self._reduce = gradient_reducer(self.optimizer.parameters, collective.world_size)
 
         def forward(x, y):
             features = model.forward_features(x)
@@ -107,6 +117,8 @@ class Trainer:
         seen = Kinks(kinks)
         with self._kinks(seen) if record_kinks or kinks is not None else contextlib.nullcontext():
             outputs, grads = self._value_and_grad(ms.Tensor(images), ms.Tensor(labels.astype(np.int32)))
+        if self._reduce is not None:
+            grads = self._reduce(grads)
         out = StepOutput(float(outputs[0].asnumpy()), kinks=seen.arrays(lambda k: k.asnumpy()), followed=seen.followed)
         if inspect:
             out.features = [f.asnumpy() for f in outputs[1:]]

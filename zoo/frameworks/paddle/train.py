@@ -28,9 +28,17 @@ def create_optimizer(model: paddle.nn.Layer, sgd: SGD) -> paddle.optimizer.Momen
 class Trainer:
     """A model, its optimizer and the training step, numpy in and out (native names)."""
 
-    def __init__(self, model: paddle.nn.Layer, sgd: SGD, device: str = "cpu", label_smoothing: float = 0.0):
+    def __init__(self, model: paddle.nn.Layer, sgd: SGD, device: str = "cpu", label_smoothing: float = 0.0,
+                 collective=None, sync_bn: bool = False):
+        """``collective`` (the launcher's ranks): gradients averaged over them before each step;
+        ``sync_bn``: BatchNorm statistics of the global batch rather than each rank's."""
         paddle.set_device("gpu" if device == "gpu" else "cpu")
+        if collective is not None and sync_bn:
+            from .parallel import sync_batchnorm
+
+            sync_batchnorm(model)
         self.model = model
+        self.world_size = collective.world_size if collective is not None else 1
         self.model.train()
         self.optimizer = create_optimizer(model, sgd)
         self.label_smoothing = label_smoothing
@@ -81,6 +89,10 @@ class Trainer:
             features = self.model.forward_features(x)
             loss = F.cross_entropy(self.model.forward_head(features[-1]), y, label_smoothing=self.label_smoothing)
         loss.backward()
+        if self.world_size > 1:
+            from .parallel import average_gradients
+
+            average_gradients(self.model.parameters(), self.world_size)
         out = StepOutput(float(loss), kinks=seen.arrays(lambda k: k.numpy()),
                          followed=seen.followed)
         if inspect:

@@ -29,13 +29,21 @@ def create_optimizer(model: torch.nn.Module, sgd: SGD) -> torch.optim.SGD:
 class Trainer:
     """A model, its optimizer and the training step, numpy in and out (native names)."""
 
-    def __init__(self, model: torch.nn.Module, sgd: SGD, device: str = "cpu", label_smoothing: float = 0.0):
-        self.device = torch.device("cuda" if device == "gpu" else "cpu")
+    def __init__(self, model: torch.nn.Module, sgd: SGD, device: str = "cpu", label_smoothing: float = 0.0,
+                 collective=None, sync_bn: bool = False):
+        """``collective`` (torchrun's ranks): gradients averaged over them by DistributedDataParallel;
+        ``sync_bn``: BatchNorm statistics of the global batch rather than each rank's."""
+        from .parallel import sync_batchnorm, training_forward
+
+        self.device = torch.device("cuda", torch.cuda.current_device()) if device == "gpu" else torch.device("cpu")
         if device == "gpu":
             from .runner import ieee_fp32
 
             ieee_fp32()
+        if collective is not None and sync_bn:
+            sync_batchnorm(model)
         self.model = model.to(self.device).train()
+        self._forward = training_forward(self.model, collective is not None, self.device)
         self.optimizer = create_optimizer(self.model, sgd)
         self.label_smoothing = label_smoothing
 
@@ -89,8 +97,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         seen = Kinks(kinks)
         with self._kinks(seen) if record_kinks or kinks is not None else contextlib.nullcontext():
-            features = self.model.forward_features(x)
-            loss = F.cross_entropy(self.model.forward_head(features[-1]), y, label_smoothing=self.label_smoothing)
+            features, logits = self._forward(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         loss.backward()
         out = StepOutput(float(loss.detach()), kinks=seen.arrays(lambda k: k), followed=seen.followed)
         if inspect:
